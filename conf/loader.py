@@ -1,0 +1,367 @@
+"""Turn a YAML file (or already-parsed data) into a validated `Config`.
+
+This module only parses and validates: every default comes from `conf/schema.py`,
+so a key that is absent here is simply not passed to the dataclass. Every mistake
+becomes one `ConfigError` whose text is a single line naming the file and the key
+path in YAML syntax ("upstream.nodes[1]"). It is the only place that reads the
+environment, and only for `*_env` secrets.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import yaml
+
+from conf.schema import Address, Config, LimitsConfig, LogConfig, UpstreamConfig
+
+_Parser = Callable[[object, str], Any]
+
+
+class ConfigError(Exception):
+    """A config mistake; str() is one line: "<file>: <key path>: <what is wrong>"."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source = source
+        self.key = key
+        self.problem = problem
+        parts = [source, key, problem] if key else [source, problem]
+        super().__init__(" ".join(": ".join(parts).split("\n")))
+
+
+class _KeyPathError(Exception):
+    """Raised by the parsers below; parse_config() adds the file name."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(key, problem)
+        self.key = key
+        self.problem = problem
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, parse and validate a YAML config file."""
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(source, "", f"cannot read config file: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(source, "", f"invalid YAML{where}: {e.problem}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(source, "", f"invalid YAML: {e}") from None
+    return _parse(data, source, environ, path=source)
+
+
+def parse_config(
+    data: object, source: str = "<config>", environ: Mapping[str, str] | None = None
+) -> Config:
+    """Validate already-parsed YAML data (as from yaml.safe_load) into a Config."""
+    return _parse(data, source, environ, path=None)
+
+
+def _parse(
+    data: object, source: str, environ: Mapping[str, str] | None, path: str | None
+) -> Config:
+    env = os.environ if environ is None else environ
+    try:
+        return _parse_top(data, env, path)
+    except _KeyPathError as e:
+        raise ConfigError(source, e.key, e.problem) from None
+
+
+# -- value descriptions and key paths ---------------------------------------------------
+
+
+def _describe(value: object) -> str:
+    """Show a YAML value in an error message, always on one line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return json.dumps(shown, ensure_ascii=False)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+# -- scalar parsers: (value, key path) -> parsed value, or raise _KeyPathError ----------------
+
+_DURATION_RE: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?", re.IGNORECASE)
+_DURATION_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Redis's memtoll() units: "k" is 1000 and "kb" is 1024.
+_SIZE_RE: Final = re.compile(r"(\d+)\s*(b|k|kb|m|mb|g|gb)?", re.IGNORECASE)
+_SIZE_UNITS: Final = {
+    "b": 1,
+    "k": 1000,
+    "kb": 1024,
+    "m": 1000**2,
+    "mb": 1024**2,
+    "g": 1000**3,
+    "gb": 1024**3,
+}
+_HOST_RE: Final = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _is_number(value: object) -> bool:
+    # YAML's true/false are ints to Python; a boolean is never a number here.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _duration(allow_zero: bool = False) -> _Parser:
+    def parse(value: object, key: str) -> float:
+        seconds: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        elif isinstance(value, str) and (m := _DURATION_RE.fullmatch(value.strip())):
+            seconds = float(m[1]) * _DURATION_UNITS[(m[2] or "s").lower()]
+        if seconds is None or not math.isfinite(seconds):
+            raise _KeyPathError(
+                key, f'expected a duration such as "1s", "500ms" or 2.5, got {_describe(value)}'
+            )
+        if seconds < 0 or (seconds == 0 and not allow_zero):
+            limit = "zero or more" if allow_zero else "greater than zero"
+            raise _KeyPathError(key, f"must be {limit}, got {_describe(value)}")
+        return seconds
+
+    return parse
+
+
+def _count(minimum: int) -> _Parser:
+    def parse(value: object, key: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _KeyPathError(key, f"expected an integer, got {_describe(value)}")
+        if value < minimum:
+            raise _KeyPathError(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _size(value: object, key: str) -> int:
+    size: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE_RE.fullmatch(value.strip())):
+        size = int(m[1]) * _SIZE_UNITS[(m[2] or "b").lower()]
+    if size is None:
+        raise _KeyPathError(
+            key, f'expected a size such as "512mb", "64kb" or bytes, got {_describe(value)}'
+        )
+    if size < 1:
+        raise _KeyPathError(key, f"must be at least 1 byte, got {_describe(value)}")
+    return size
+
+
+def _choice(*options: str, aliases: Mapping[str, str] | None = None) -> _Parser:
+    def parse(value: object, key: str) -> str:
+        if isinstance(value, str):
+            word = value.strip().lower()
+            word = (aliases or {}).get(word, word)
+            if word in options:
+                return word
+        shown = ", ".join(f'"{o}"' for o in options)
+        raise _KeyPathError(key, f"expected one of {shown}, got {_describe(value)}")
+
+    return parse
+
+
+def _optional_str(value: object, key: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    hint = " (quote it in YAML)" if _is_number(value) or isinstance(value, bool) else ""
+    raise _KeyPathError(key, f"expected a string or null, got {_describe(value)}{hint}")
+
+
+def _env_name(value: object, key: str) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip()):
+        return value
+    raise _KeyPathError(
+        key, f"expected the name of an environment variable, got {_describe(value)}"
+    )
+
+
+def _address(value: object, key: str) -> Address:
+    text = value.strip() if isinstance(value, str) else ""
+    host, sep, port = text.rpartition(":")
+    valid_host = bool(_HOST_RE.fullmatch(host))
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        valid_host = _is_ipv6(host)
+    if not (valid_host and sep and port.isascii() and port.isdigit()):
+        hint = ' (IPv6 in brackets, as "[::1]:6379")' if text.count(":") > 1 else ""
+        raise _KeyPathError(key, f'expected "host:port"{hint}, got {_describe(value)}')
+    if not 1 <= int(port) <= 65535:
+        raise _KeyPathError(key, f"port must be 1-65535, got {_describe(value)}")
+    return Address(host, int(port))
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _nodes(value: object, key: str) -> tuple[Address, ...]:
+    if not isinstance(value, list):
+        raise _KeyPathError(key, f'expected a list of "host:port", got {_describe(value)}')
+    nodes = tuple(_address(item, f"{key}[{i}]") for i, item in enumerate(value))
+    for i, node in enumerate(nodes):
+        if node in nodes[:i]:
+            first = nodes.index(node)
+            raise _KeyPathError(f"{key}[{i}]", f'"{node}" is listed twice (also {key}[{first}])')
+    return nodes
+
+
+def _raw(value: object, key: str) -> object:
+    """Sections are parsed by their own table once the top level is known to be valid."""
+    return value
+
+
+def _workers(value: object, key: str) -> int:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise _KeyPathError(key, f'expected "auto" or an integer of at least 1, got {_describe(value)}')
+
+
+# -- sections -----------------------------------------------------------------------------
+
+_SECRETS: Final = ("username", "password")
+
+_UPSTREAM: Final[Mapping[str, _Parser]] = {
+    "mode": _choice("cluster", "standalone"),
+    "nodes": _nodes,
+    "username": _optional_str,
+    "username_env": _env_name,
+    "password": _optional_str,
+    "password_env": _env_name,
+    "connect_timeout": _duration(),
+    "command_timeout": _duration(),
+    "refresh_interval": _duration(),
+    "max_redirects": _count(0),
+    "retry_timeout": _duration(allow_zero=True),
+    "connections_per_node": _count(1),
+}
+_LIMITS: Final[Mapping[str, _Parser]] = {
+    "proto_max_bulk_len": _size,
+    "max_multibulk_len": _count(1),
+    "max_inline_len": _size,
+    "max_clients": _count(1),
+}
+_LOG: Final[Mapping[str, _Parser]] = {
+    "level": _choice("debug", "info", "warning", "error", aliases={"warn": "warning"}),
+    "format": _choice("console", "json"),
+}
+_SECTIONS: Final[Mapping[str, Mapping[str, _Parser]]] = {
+    "upstream": _UPSTREAM,
+    "limits": _LIMITS,
+    "log": _LOG,
+}
+_TOP: Final[Mapping[str, _Parser]] = {
+    "listen": _address,
+    "upstream": _raw,
+    "limits": _raw,
+    "log": _raw,
+    "workers": _workers,
+}
+
+
+def _unknown_key(name: str, section: str, parsers: Mapping[str, _Parser]) -> str:
+    close = difflib.get_close_matches(name, list(parsers), n=1, cutoff=0.6)
+    if close:
+        return f'unknown key (did you mean "{_join(section, close[0])}"?)'
+    # A key that belongs to another section is a common indentation slip.
+    for other, keys in {"": _TOP, **_SECTIONS}.items():
+        if other != section and name in keys:
+            return f'unknown key (did you mean "{_join(other, name)}"?)'
+    valid = ", ".join(parsers)
+    return f"unknown key (valid keys: {valid})"
+
+
+def _section(value: object, key: str, parsers: Mapping[str, _Parser]) -> dict[str, Any]:
+    """Check a mapping's keys against `parsers` and parse each present value."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        where = "" if key else " at the top level"
+        raise _KeyPathError(key, f"expected a mapping{where}, got {_describe(value)}")
+    parsed: dict[str, Any] = {}
+    for name, item in value.items():
+        if not isinstance(name, str):
+            raise _KeyPathError(key, f"keys must be strings, got {_describe(name)}")
+        parser = parsers.get(name)
+        if parser is None:
+            raise _KeyPathError(_join(key, name), _unknown_key(name, key, parsers))
+        parsed[name] = parser(item, _join(key, name))
+    return parsed
+
+
+def _resolve_secrets(fields: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Replace `username_env`/`password_env` with the variable's value, in place."""
+    for secret in _SECRETS:
+        env_key = f"{secret}_env"
+        name = fields.pop(env_key, None)
+        if name is None:
+            continue
+        if fields.get(secret) is not None:
+            raise _KeyPathError(
+                f"upstream.{env_key}", f"set either {secret} or {env_key}, not both"
+            )
+        if name not in environ:
+            raise _KeyPathError(f"upstream.{env_key}", f'environment variable "{name}" is not set')
+        if not environ[name]:
+            raise _KeyPathError(f"upstream.{env_key}", f'environment variable "{name}" is empty')
+        fields[secret] = environ[name]
+
+
+def _parse_upstream(value: object, environ: Mapping[str, str]) -> UpstreamConfig:
+    fields = _section(value, "upstream", _UPSTREAM)
+    _resolve_secrets(fields, environ)
+    upstream = UpstreamConfig(**fields)
+    if not upstream.nodes:
+        raise _KeyPathError("upstream.nodes", 'at least one "host:port" node is required')
+    if upstream.mode == "standalone" and len(upstream.nodes) > 1:
+        raise _KeyPathError(
+            "upstream.nodes",
+            f"standalone mode takes exactly one node, got {len(upstream.nodes)}",
+        )
+    if upstream.username is not None and upstream.password is None:
+        raise _KeyPathError("upstream.username", "a username needs a password (or password_env)")
+    return upstream
+
+
+def _parse_top(data: object, environ: Mapping[str, str], path: str | None) -> Config:
+    if data is None:
+        raise _KeyPathError("", "expected a mapping at the top level, got an empty document")
+    fields = _section(data, "", _TOP)
+    fields["upstream"] = _parse_upstream(fields.get("upstream"), environ)
+    if "limits" in fields:
+        fields["limits"] = LimitsConfig(**_section(fields["limits"], "limits", _LIMITS))
+    if "log" in fields:
+        fields["log"] = LogConfig(**_section(fields["log"], "log", _LOG))
+    return Config(**fields, source=path)

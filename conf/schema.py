@@ -1,0 +1,66 @@
+"""Typed configuration values: frozen, slotted dataclasses.
+
+This module is the only place where defaults live; `conf/loader.py` parses and
+validates YAML into these types and never states a default of its own.
+Nothing here reads files or the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["cluster", "standalone"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["console", "json"]
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        # IPv6 literals need brackets, or the port would read as one more group.
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    mode: Mode = "cluster"
+    nodes: tuple[Address, ...] = ()
+    username: str | None = None
+    # repr=False keeps the secret out of logs and tracebacks that show the config.
+    password: str | None = field(default=None, repr=False)
+    connect_timeout: float = 1.0
+    command_timeout: float = 5.0
+    refresh_interval: float = 30.0
+    max_redirects: int = 5
+    retry_timeout: float = 2.0
+    connections_per_node: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    proto_max_bulk_len: int = 512 * 1024 * 1024
+    max_multibulk_len: int = 2**31 - 1
+    max_inline_len: int = 64 * 1024
+    max_clients: int = 10000
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: LogLevel = "info"
+    format: LogFormat = "console"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen: Address = Address("127.0.0.1", 6380)
+    upstream: UpstreamConfig = UpstreamConfig()
+    limits: LimitsConfig = LimitsConfig()
+    log: LogConfig = LogConfig()
+    workers: int = 1
+    source: str | None = None

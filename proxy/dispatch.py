@@ -1,0 +1,164 @@
+"""Dispatch: send planned requests upstream and absorb redirects before the client sees them.
+
+Each forwarded request is a small object that sits in the client's reply queue and is also
+the upstream waiter: no task or future per request. MOVED updates the map and resends,
+ASK sends ASKING + the request to the target, TRYAGAIN/CLUSTERDOWN/LOADING retry with
+backoff, each within a bounded budget; then the last error goes to the client as it came.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from conf import UpstreamConfig
+from proxy.pool import UpstreamPool
+from proxy.topology import Topology
+from proxy.upstream import UpstreamConnection
+from routing import replies
+from routing.merge import merge_replies
+from routing.plan import ANY_NODE, Split
+from routing.redirect import CLUSTER_ERROR_PREFIXES, is_retryable, parse_redirect
+from routing.resp import pack_command
+
+_NO_SLOT_MAP = replies.NO_TOPOLOGY.encode()
+_NOT_SERVED = replies.SLOT_NOT_SERVED.encode()
+
+
+class ReplySink(Protocol):
+    resp3: bool
+
+    def on_ready(self) -> None: ...
+
+
+class Request:
+    """One request (or one part of a split request) on its way upstream."""
+
+    __slots__ = ("dispatcher", "hops", "raw", "reply", "session", "slot", "started")
+
+    def __init__(self, dispatcher: Dispatcher, session: ReplySink, raw: bytes, slot: int) -> None:
+        self.dispatcher = dispatcher
+        self.session = session
+        self.raw = raw
+        self.slot = slot
+        self.hops = 0
+        self.started = 0.0
+        self.reply: bytes | None = None
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        if (
+            raw[0] == 45  # '-': only errors pay for the prefix check
+            and raw.startswith(CLUSTER_ERROR_PREFIXES)
+            and self.dispatcher.redirect(self, raw, conn)
+        ):
+            return
+        self.deliver(raw)
+
+    def deliver(self, raw: bytes) -> None:
+        self.reply = raw
+        self.session.on_ready()
+
+
+class SplitRequest:
+    """A request split by slot: it is ready when every part has answered."""
+
+    __slots__ = ("_raws", "_remaining", "plan", "reply", "session")
+
+    def __init__(self, session: ReplySink, plan: Split) -> None:
+        self.session = session
+        self.plan = plan
+        self._raws: list[bytes] = [b""] * len(plan.parts)
+        self._remaining = len(plan.parts)
+        self.reply: bytes | None = None
+
+    def part_done(self, index: int, raw: bytes) -> None:
+        self._raws[index] = raw
+        self._remaining -= 1
+        if self._remaining == 0:
+            self.reply = merge_replies(self.plan, self._raws)
+            self.session.on_ready()
+
+
+class Part(Request):
+    __slots__ = ("index", "parent")
+
+    def __init__(
+        self, dispatcher: Dispatcher, parent: SplitRequest, index: int, raw: bytes, slot: int
+    ) -> None:
+        super().__init__(dispatcher, parent.session, raw, slot)
+        self.parent = parent
+        self.index = index
+
+    def deliver(self, raw: bytes) -> None:
+        self.parent.part_done(self.index, raw)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        topology: Topology,
+        pool: UpstreamPool,
+        config: UpstreamConfig,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.topology = topology
+        self.pool = pool
+        self._loop = loop
+        self._max_hops = config.max_redirects
+        self._retry_budget = config.retry_timeout
+
+    def forward(self, session: ReplySink, args: list[bytes], slot: int) -> Request:
+        request = Request(self, session, pack_command(args), slot)
+        self.send(request)
+        return request
+
+    def split(self, session: ReplySink, plan: Split) -> SplitRequest:
+        parent = SplitRequest(session, plan)
+        for index, part in enumerate(plan.parts):
+            self.send(Part(self, parent, index, pack_command(part.args), part.slot))
+        return parent
+
+    def send(self, request: Request) -> None:
+        slotmap = self.topology.slotmap
+        if slotmap is None:
+            self.topology.request_refresh()
+            request.deliver(_NO_SLOT_MAP)
+            return
+        addr = (
+            slotmap.node_for_slot(request.slot)
+            if request.slot != ANY_NODE
+            else self.topology.any_primary()
+        )
+        if addr is None:
+            self.topology.request_refresh()
+            request.deliver(_NOT_SERVED)
+            return
+        self.pool.get(addr, request.session.resp3).send(request.raw, request)
+
+    def redirect(self, request: Request, raw: bytes, conn: UpstreamConnection) -> bool:
+        """Handle a cluster error for `request`; False when the budget is spent."""
+        redirect = parse_redirect(raw, conn.host)
+        if redirect is not None:
+            if request.hops >= self._max_hops:
+                return False
+            request.hops += 1
+            if redirect.kind == "moved":
+                self.topology.on_moved(redirect.slot, redirect.node)
+                self.pool.get(redirect.node, conn.resp3).send(request.raw, request)
+            else:
+                self.topology.redirects += 1
+                self.pool.get(redirect.node, conn.resp3).send_asking(request.raw, request)
+            return True
+        if not is_retryable(raw):
+            return False
+        now = self._loop.time()
+        if request.started == 0.0:
+            request.started = now
+        elif now - request.started >= self._retry_budget:
+            return False
+        if raw.startswith(b"-CLUSTERDOWN"):
+            self.topology.request_refresh()
+        # Back off as the wait grows: 10 ms at first, at most 250 ms between tries.
+        delay = min(0.01 + (now - request.started) / 4, 0.25)
+        self._loop.call_later(delay, self.send, request)
+        return True

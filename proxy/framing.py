@@ -1,0 +1,139 @@
+"""RequestReader: client bytes in, argument lists out, Redis's framing rules enforced.
+
+The fast path is hiredis (C) for RESP arrays. Redis's own parser (`routing.resp.
+parse_requests`) takes over for inline commands, validates the header of any request that
+arrives split over reads (so a 2 GB bulk length is refused at once, as Redis does), and
+words every protocol error exactly as Redis does.
+"""
+
+from __future__ import annotations
+
+import hiredis
+
+from routing.resp import Args, RequestLimits, parse_requests
+
+# Past this many retained bytes without a request boundary, stop keeping a copy for exact
+# error messages; the header limits were already checked when the request began.
+_RETAIN_MAX = 1024 * 1024
+
+
+class RequestReader:
+    __slots__ = ("_limits", "_partial", "_reader", "_retained", "_since_clean", "_slow", "error")
+
+    def __init__(self, limits: RequestLimits) -> None:
+        self._limits = limits
+        self._reader = hiredis.Reader()
+        self._partial = False  # hiredis holds part of a request
+        self._retained: bytearray | None = bytearray()  # bytes fed since the last boundary
+        self._since_clean = 0  # requests hiredis returned from _retained
+        self._slow: bytearray | None = None  # exact-parser buffer (inline, or after an anomaly)
+        self.error: str | None = None  # set once; the connection must close after replying
+
+    def feed(self, data: bytes) -> list[Args]:
+        """All complete requests in what has arrived so far; sets `error` on a framing error."""
+        if self.error is not None or not data:
+            return []
+        if self._slow is not None:
+            self._slow += data
+            return self._parse_slow()
+        if not self._partial and data[0] != 42:  # not '*': inline command
+            self._slow = bytearray(data)
+            return self._parse_slow()
+        return self._parse_fast(data)
+
+    def _parse_fast(self, data: bytes) -> list[Args]:
+        reader = self._reader
+        reader.feed(data)
+        retained = self._retained
+        if retained is not None:
+            retained += data
+        out: list[Args] = []
+        while True:
+            try:
+                request = reader.gets()
+            except hiredis.ProtocolError as exc:
+                return out + self._exact_error(f"Protocol error: {exc}")
+            if request is False:
+                self._partial = True
+                return out + self._check_partial()
+            if type(request) is not list or not _all_bytes(request):
+                if request is None or request == []:  # "*-1" / "*0": empty, ignored
+                    if not reader.has_data():
+                        self._clean()
+                        return out
+                    continue
+                return out + self._exact_error("Protocol error: invalid multibulk request")
+            out.append(request)
+            self._since_clean += 1
+            if not reader.has_data():
+                self._clean()
+                return out
+
+    def _clean(self) -> None:
+        self._partial = False
+        self._since_clean = 0
+        if self._retained is None or len(self._retained) > _RETAIN_MAX:
+            self._retained = bytearray()
+        else:
+            self._retained.clear()
+
+    def _check_partial(self) -> list[Args]:
+        """Validate the headers of the incomplete request now, as Redis would."""
+        retained = self._retained
+        if retained is None:
+            return []
+        parsed = parse_requests(retained, self._limits)
+        if parsed.error is not None:
+            return self._fail_slow(retained, parsed.requests, parsed.error)
+        if len(parsed.requests) != self._since_clean:
+            # Our parser and hiredis disagree on what is complete: trust Redis's rules.
+            return self._fail_slow(retained, parsed.requests, None)
+        del retained[: parsed.consumed]
+        self._since_clean = 0
+        if len(retained) > _RETAIN_MAX:
+            self._retained = None
+        return []
+
+    def _exact_error(self, fallback: str) -> list[Args]:
+        """hiredis rejected the stream: re-read it with Redis's rules for the exact outcome."""
+        retained = self._retained
+        if retained is None:
+            self.error = fallback
+            return []
+        parsed = parse_requests(retained, self._limits)
+        return self._fail_slow(retained, parsed.requests, parsed.error)
+
+    def _fail_slow(
+        self, retained: bytearray, requests: list[Args], error: str | None
+    ) -> list[Args]:
+        """Go on with Redis's parser from the last boundary; skip what hiredis returned."""
+        fresh = requests[self._since_clean :]
+        if error is not None:
+            self.error = error
+            return fresh
+        # Redis's rules accept what hiredis refused (e.g. "*-10" is an empty request).
+        consumed = parse_requests(retained, self._limits).consumed
+        self._slow = bytearray(retained[consumed:])
+        self._reader = hiredis.Reader()
+        self._partial = False
+        self._since_clean = 0
+        self._retained = bytearray()
+        return fresh
+
+    def _parse_slow(self) -> list[Args]:
+        slow = self._slow
+        assert slow is not None
+        parsed = parse_requests(slow, self._limits)
+        if parsed.error is not None:
+            self.error = parsed.error
+        del slow[: parsed.consumed]
+        if not slow:
+            self._slow = None  # a boundary: the next read may take the fast path again
+        return parsed.requests
+
+
+def _all_bytes(request: list[object]) -> bool:
+    for arg in request:
+        if type(arg) is not bytes:
+            return False
+    return bool(request)

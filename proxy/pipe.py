@@ -1,0 +1,121 @@
+"""Pipe: a client's own upstream connection, bytes passed through both ways.
+
+Standalone mode uses it for per-connection state (MULTI, blocking commands, SUBSCRIBE,
+SELECT n, CLIENT ...): the server then keeps that state exactly as it would for a direct
+client. The pipe sits last in the session's reply queue and streams from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING, cast
+
+import structlog
+
+from routing.resp import is_error, pack_command, reply_end
+from routing.slotmap import parse_addr
+
+if TYPE_CHECKING:
+    from proxy.server import ServerState
+    from proxy.session import ClientSession
+
+log = structlog.get_logger("slotless.pipe")
+
+_HIGH_WATER = 1024 * 1024
+
+
+class Pipe(asyncio.Protocol):
+    def __init__(self, session: ClientSession, state: ServerState) -> None:
+        self._session = session
+        self.reply: bytes | None = b""  # always "ready": the session streams take()
+        self._transport: asyncio.Transport | None = None
+        self._out: list[bytes] = []
+        self._buf = bytearray()
+        self._skip_auth = False
+        self._skip_replies = 1
+        self._paused = False
+        self._closed = False
+        upstream = state.config.upstream
+        handshake = state.pool.handshake(session.resp3)
+        if handshake is not None:
+            self._out.append(handshake)
+            self._skip_auth = True
+        if session.local.name is not None:
+            # SETNAME's +OK is swallowed with the handshake reply below.
+            self._out.append(pack_command([b"CLIENT", b"SETNAME", session.local.name]))
+            self._skip_replies = 2 if self._skip_auth else 1
+            self._skip_auth = True
+        addr = state.topology.seeds[0]
+        self._addr = addr
+        task = state.loop.create_task(self._open(addr, upstream.connect_timeout, state.loop))
+        state.track(task)
+
+    async def _open(
+        self, addr: str, connect_timeout: float, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        host, port = parse_addr(addr)
+        try:
+            async with asyncio.timeout(connect_timeout):
+                await loop.create_connection(lambda: self, host, port)
+        except (OSError, TimeoutError) as exc:
+            self._buf += b"-ERR upstream %s connect failed (%s)\r\n" % (
+                addr.encode(),
+                str(exc).encode(),
+            )
+            self._session.on_ready()
+            self._session.close_after_replies()
+
+    def send(self, raw: bytes) -> None:
+        if self._closed:
+            return
+        if self._transport is None:
+            self._out.append(raw)
+        else:
+            self._transport.write(raw)
+
+    def take(self) -> bytes:
+        data = bytes(self._buf)
+        self._buf.clear()
+        if self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+        return data
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._closed:
+            transport.close()
+            return
+        if self._out:
+            self._transport.write(b"".join(self._out))
+            self._out.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        while self._skip_auth:
+            end = reply_end(self._buf)
+            if end < 0:
+                return
+            if is_error(bytes(self._buf[:end])):
+                log.error("upstream_handshake_failed", node=self._addr)
+            del self._buf[:end]
+            self._skip_replies -= 1
+            self._skip_auth = self._skip_replies > 0
+        if len(self._buf) > _HIGH_WATER and self._transport is not None and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+        self._session.on_ready()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._closed:
+            self._closed = True
+            self._session.abort()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._transport is not None:
+            self._transport.close()

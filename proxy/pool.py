@@ -1,0 +1,148 @@
+"""UpstreamPool: the shared connection(s) to every node, created lazily and replaced on loss.
+
+`get(addr)` always returns a usable connection object at once: a new one buffers its
+requests until the TCP connect (and AUTH) completes, or fails them with an error naming
+the node. A sweeper fails connections whose oldest request exceeds command_timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+
+import structlog
+
+from conf import UpstreamConfig
+from proxy.upstream import UpstreamConnection
+from routing.resp import is_error, pack_command
+from routing.slotmap import parse_addr
+
+log = structlog.get_logger("slotless.pool")
+
+
+class _AuthCheck:
+    __slots__ = ("addr",)
+
+    def __init__(self, addr: str) -> None:
+        self.addr = addr
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        if is_error(raw):
+            log.error(
+                "upstream_handshake_failed",
+                node=self.addr,
+                reply=raw[1:-2].decode(errors="replace"),
+            )
+            conn.abort("authentication failed")
+
+
+class UpstreamPool:
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        loop: asyncio.AbstractEventLoop,
+        on_node_lost: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._config = config
+        self._loop = loop
+        self._on_node_lost = on_node_lost
+        self._per_node = max(1, config.connections_per_node)
+        # Shared connections per (node, protocol): RESP3 clients get RESP3 upstreams, so
+        # replies are still forwarded byte for byte in the client's protocol.
+        self._conns: dict[tuple[str, bool], list[UpstreamConnection]] = {}
+        self._rr = itertools.count()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._auth: list[bytes] = []
+        if config.password is not None:
+            self._auth = [(config.username or "default").encode(), config.password.encode()]
+
+    def start(self) -> None:
+        self._schedule_sweep()
+
+    def get(self, addr: str, resp3: bool = False) -> UpstreamConnection:
+        """A connection to `addr` (connecting if needed); spreads over connections_per_node."""
+        key = (addr, resp3)
+        conns = self._conns.get(key)
+        if conns is None:
+            conns = self._conns[key] = []
+        if len(conns) < self._per_node:
+            conn = self._connect(addr, resp3)
+            conns.append(conn)
+            return conn
+        conn = conns[next(self._rr) % self._per_node] if self._per_node > 1 else conns[0]
+        if conn.closed:
+            conns.remove(conn)
+            conn = self._connect(addr, resp3)
+            conns.append(conn)
+        return conn
+
+    def handshake(self, resp3: bool) -> bytes | None:
+        """What a new upstream connection sends first: AUTH and/or HELLO 3, or nothing."""
+        if resp3:
+            return pack_command([b"HELLO", b"3", *([b"AUTH", *self._auth] if self._auth else [])])
+        if self._auth:
+            return pack_command([b"AUTH", *self._auth])
+        return None
+
+    def _connect(self, addr: str, resp3: bool) -> UpstreamConnection:
+        conn = UpstreamConnection(addr, self._loop, self._lost, resp3)
+        handshake = self.handshake(resp3)
+        if handshake is not None:
+            conn.send(handshake, _AuthCheck(addr))
+        task = self._loop.create_task(self._open(conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return conn
+
+    async def _open(self, conn: UpstreamConnection) -> None:
+        host, port = parse_addr(conn.addr)
+        try:
+            async with asyncio.timeout(self._config.connect_timeout):
+                await self._loop.create_connection(lambda: conn, host, port)
+        except (OSError, TimeoutError) as exc:
+            why = (
+                "connect timed out"
+                if isinstance(exc, TimeoutError)
+                else f"connect failed ({exc.strerror or exc})"
+            )
+            conn.connect_failed(why)
+
+    def _lost(self, conn: UpstreamConnection, why: str) -> None:
+        conns = self._conns.get((conn.addr, conn.resp3))
+        if conns is not None and conn in conns:
+            conns.remove(conn)
+        if not self._closed:
+            log.warning("upstream_connection_lost", node=conn.addr, reason=why)
+            if self._on_node_lost is not None:
+                self._on_node_lost(conn.addr, why)
+
+    def _schedule_sweep(self) -> None:
+        interval = min(1.0, max(0.05, self._config.command_timeout / 4))
+        self._sweeper = self._loop.call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self._loop.time()
+        limit = self._config.command_timeout
+        for conns in list(self._conns.values()):
+            for conn in list(conns):
+                if conn.pending and now - conn.last_progress > limit:
+                    conn.abort(f"timed out after {limit:g}s")
+        if not self._closed:
+            self._schedule_sweep()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conns in self._conns.values():
+            for conn in conns:
+                conn.close()
+        self._conns.clear()
+        for task in self._tasks:
+            task.cancel()
+
+    def addresses(self) -> list[str]:
+        return list(dict.fromkeys(addr for addr, _ in self._conns))

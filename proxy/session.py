@@ -1,0 +1,213 @@
+"""ClientSession: one downstream connection; requests in, replies out in request order.
+
+Every request gets an entry in `_queue` at once; entries fill in whatever order upstreams
+answer, and `_flush` writes the ready prefix with one write per loop iteration. A session
+that needs per-connection state in standalone mode becomes a pipe to a dedicated upstream
+connection (see proxy/pipe.py) after the replies already queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, Protocol, cast
+
+import structlog
+
+from proxy.framing import RequestReader
+from proxy.local import LocalCommands
+from proxy.pipe import Pipe
+from routing import replies
+from routing.plan import Local, Reply, Split
+from routing.resp import Args, encode_error, pack_command
+
+if TYPE_CHECKING:
+    from proxy.server import ServerState
+
+log = structlog.get_logger("slotless.session")
+
+# Stop reading from a client while this many replies are owed to it, or while this many
+# bytes wait in its socket buffer: a client that sends and never reads is bounded.
+MAX_PENDING_REPLIES = 16384
+WRITE_HIGH_WATER = 4 * 1024 * 1024
+
+
+class Entry(Protocol):
+    reply: bytes | None
+
+
+class Ready:
+    __slots__ = ("reply",)
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply: bytes | None = reply
+
+
+class ClientSession(asyncio.Protocol):
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+        self._loop = state.loop
+        self._reader = RequestReader(state.request_limits)
+        self._queue: deque[Entry] = deque()
+        self._transport: asyncio.Transport | None = None
+        self._flush_scheduled = False
+        self._closing = False  # close once the queue is written (QUIT, protocol error)
+        self._closed = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self.pipe: Pipe | None = None
+        self.resp3 = False  # HELLO 3 switches this client (and its upstreams) to RESP3
+        self.id = state.next_client_id()
+        self.local = LocalCommands(self, state)
+        self.peer = ""
+        self._log = log
+
+    # --- asyncio callbacks ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._log = log.bind(conn_id=self.id, peer=self.peer)
+        if not self._state.on_session_open(self):
+            self._transport.write(replies.MAX_CLIENTS.encode())
+            self._closed = True
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing or self._closed:
+            return
+        requests = self._reader.feed(data)
+        try:
+            for args in requests:
+                self.handle(args)
+                if self._closing:
+                    break
+        except Exception:
+            self._log.exception("request_failed")
+            self._queue.append(Ready(replies.INTERNAL.encode()))
+            self.on_ready()
+        if self._reader.error is not None and not self._closing:
+            self._queue.append(Ready(encode_error(self._reader.error)))
+            self._closing = True
+            self.on_ready()
+        if len(self._queue) > MAX_PENDING_REPLIES:
+            self._pause_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._queue.clear()
+        if self.pipe is not None:
+            self.pipe.close()
+        self._state.on_session_closed(self)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._maybe_resume_reading()
+
+    # --- requests -------------------------------------------------------------------------
+
+    def handle(self, args: Args) -> None:
+        """Plan one request and put its entry in the reply queue."""
+        if self.pipe is not None:
+            self.pipe.send(pack_command(args))
+            return
+        plan = self._state.topology.router.plan(args)
+        kind = type(plan)
+        if kind is int:
+            self._queue.append(self._state.dispatcher.forward(self, args, plan))  # type: ignore[arg-type]
+        elif kind is Reply:
+            self.reply(plan.raw)  # type: ignore[union-attr]
+        elif kind is Split:
+            self._queue.append(self._state.dispatcher.split(self, plan))  # type: ignore[arg-type]
+        else:
+            assert isinstance(plan, Local)
+            self.local.handle(plan.name, args)
+
+    def reply(self, raw: bytes) -> None:
+        """Queue a reply produced here, after every reply already owed."""
+        self._queue.append(Ready(raw))
+        self.on_ready()
+
+    def forward(self, args: Args, slot: int) -> None:
+        self._queue.append(self._state.dispatcher.forward(self, args, slot))
+
+    def close_after_replies(self) -> None:
+        self._closing = True
+        self.on_ready()
+
+    def start_pipe(self, args: Args) -> None:
+        """Give this client its own upstream connection from now on (standalone mode)."""
+        pipe = Pipe(self, self._state)
+        self.pipe = pipe
+        self._queue.append(pipe)
+        pipe.send(pack_command(args))
+
+    # --- replies --------------------------------------------------------------------------
+
+    def on_ready(self) -> None:
+        if not self._flush_scheduled and not self._closed:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        queue = self._queue
+        pipe = self.pipe
+        out = []
+        while queue:
+            head = queue[0]
+            reply = head.reply
+            if reply is None:
+                break
+            if pipe is not None and head is pipe:
+                out.append(pipe.take())
+                break
+            out.append(reply)
+            queue.popleft()
+        if out:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self._closing and not queue:
+            self._closed = True
+            transport.close()
+            return
+        if self._reading_paused:
+            self._maybe_resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _maybe_resume_reading(self) -> None:
+        if (
+            self._reading_paused
+            and not self._writing_paused
+            and len(self._queue) <= MAX_PENDING_REPLIES // 2
+            and self._transport is not None
+            and not self._closed
+        ):
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    def abort(self) -> None:
+        """Close now (the dedicated upstream went away, as a Redis restart would do)."""
+        if self._transport is not None and not self._closed:
+            self._flush()
+            self._closed = True
+            self._transport.close()
+
+    @property
+    def pending_replies(self) -> int:
+        return len(self._queue)

@@ -1,0 +1,196 @@
+"""Topology: owns the current SlotMap and command table, and keeps them fresh.
+
+The slot map comes from CLUSTER SLOTS of any reachable node (current nodes first, then the
+configured seeds, then every node ever seen); it is replaced as a whole, never mutated.
+Refreshes run periodically, after MOVED (rate-limited) and when a node connection fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+
+import structlog
+
+from conf import Config
+from proxy.pool import UpstreamPool
+from proxy.upstream import UpstreamConnection
+from routing.commands import CommandTable, parse_command_reply
+from routing.plan import Router
+from routing.resp import is_error, pack_command, parse_reply
+from routing.slotmap import SlotMap, distinct, parse_addr
+
+log = structlog.get_logger("slotless.topology")
+
+MIN_REFRESH_GAP = 0.2  # seconds between two refreshes, however many MOVEDs arrive
+
+
+class FutureWaiter:
+    """Bridges a pipelined reply to a coroutine."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.future: asyncio.Future[bytes] = loop.create_future()
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        if not self.future.done():
+            self.future.set_result(raw)
+
+
+def bundled_command_table() -> CommandTable:
+    """The COMMAND reply of Redis 7.0 shipped with slotless, used until a node answers."""
+    raw = resources.files("routing").joinpath("data/command-7.0.resp").read_bytes()
+    return parse_command_reply(parse_reply(raw))
+
+
+class Topology:
+    def __init__(self, config: Config, pool: UpstreamPool, loop: asyncio.AbstractEventLoop) -> None:
+        self._config = config
+        self._upstream = config.upstream
+        self._pool = pool
+        self._loop = loop
+        self.mode = self._upstream.mode
+        self.seeds = [str(a) for a in self._upstream.nodes]
+        self.known: list[str] = list(self.seeds)
+        self.table = bundled_command_table()
+        self.router = Router(self.table, self.mode)
+        self.table_from_server = False
+        self.server_version = "7.0.0"
+        self.slotmap: SlotMap | None = (
+            SlotMap.single(self.seeds[0]) if self.mode == "standalone" else None
+        )
+        self._primaries: tuple[str, ...] = self.slotmap.primaries if self.slotmap else ()
+        self._next_primary = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_refresh = 0.0
+        self.refreshes = 0
+        self.redirects = 0
+
+    # --- hot-path helpers ----------------------------------------------------------------
+
+    def any_primary(self) -> str | None:
+        """Primaries in turn, for keyless commands."""
+        primaries = self._primaries
+        if not primaries:
+            return None
+        self._next_primary = (self._next_primary + 1) % len(primaries)
+        return primaries[self._next_primary]
+
+    def on_moved(self, slot: int, addr: str) -> None:
+        self.redirects += 1
+        if self.slotmap is not None:
+            self._set_map(self.slotmap.with_moved(slot, addr), quiet=True)
+        self.request_refresh()
+
+    def request_refresh(self) -> None:
+        if self.mode == "cluster":
+            self._wake.set()
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the command table and the first slot map; serve on even if no node answers."""
+        await self._load_command_table()
+        if self.mode == "cluster":
+            await self.refresh()
+            self._task = self._loop.create_task(self._refresh_loop())
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _refresh_loop(self) -> None:
+        interval = self._upstream.refresh_interval
+        while True:
+            try:
+                async with asyncio.timeout(interval if self.slotmap else 1.0):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            gap = self._last_refresh + MIN_REFRESH_GAP - self._loop.time()
+            if gap > 0:
+                await asyncio.sleep(gap)
+            self._wake.clear()
+            await self.refresh()
+            if not self.table_from_server:
+                await self._load_command_table()
+
+    async def refresh(self) -> bool:
+        """Fetch CLUSTER SLOTS from the first node that answers and install it."""
+        self._last_refresh = self._loop.time()
+        self.refreshes += 1
+        current = self.slotmap.nodes if self.slotmap else ()
+        for addr in distinct([*current, *self.seeds, *self.known]):
+            raw = await self.ask(addr, [b"CLUSTER", b"SLOTS"])
+            if raw is None or is_error(raw):
+                continue
+            slotmap = SlotMap.from_cluster_slots(parse_reply(raw), parse_addr(addr)[0])
+            if slotmap is None or not slotmap.shards:
+                log.warning("cluster_slots_unusable", node=addr)
+                continue
+            self._set_map(slotmap)
+            return True
+        log.error(
+            "topology_refresh_failed", tried=len(distinct([*current, *self.seeds, *self.known]))
+        )
+        return False
+
+    def _set_map(self, slotmap: SlotMap, quiet: bool = False) -> None:
+        old = self.slotmap
+        if old is not None and old.same_layout(slotmap):
+            return
+        self.slotmap = slotmap
+        self._primaries = slotmap.primaries
+        self.known = distinct([*self.known, *slotmap.nodes])
+        if not quiet:
+            log.info(
+                "slot_map_updated",
+                shards=slotmap.summary(),
+                covered=slotmap.covered(),
+                first=old is None,
+            )
+
+    async def _load_command_table(self) -> None:
+        for addr in distinct([*self.seeds, *self.known]):
+            raw = await self.ask(addr, [b"COMMAND"])
+            if raw is None or is_error(raw):
+                continue
+            table = parse_command_reply(parse_reply(raw))
+            if len(table) == 0:
+                continue
+            self.table = table
+            self.router = Router(table, self.mode)
+            self.table_from_server = True
+            info = await self.ask(addr, [b"INFO", b"server"])
+            if info is not None and not is_error(info):
+                self.server_version = _redis_version(info) or self.server_version
+            log.info(
+                "command_table_loaded",
+                node=addr,
+                commands=len(table),
+                redis_version=self.server_version,
+            )
+            return
+        log.warning("command_table_bundled", reason="no node answered COMMAND")
+
+    async def ask(self, addr: str, args: list[bytes]) -> bytes | None:
+        """One request to one node on the shared connection; None when it fails."""
+        waiter = FutureWaiter(self._loop)
+        self._pool.get(addr).send(pack_command(args), waiter)
+        try:
+            async with asyncio.timeout(self._upstream.command_timeout):
+                raw = await waiter.future
+        except TimeoutError:
+            return None
+        if raw.startswith(b"-ERR upstream "):
+            return None
+        return raw
+
+
+def _redis_version(info_raw: bytes) -> str | None:
+    for line in info_raw.split(b"\r\n"):
+        if line.startswith(b"redis_version:"):
+            return line.split(b":", 1)[1].decode("ascii", "replace")
+    return None

@@ -1,0 +1,181 @@
+"""One pipelined connection to a Redis node, shared by many client requests.
+
+Requests are queued with a waiter and written once per loop iteration; replies are cut
+from the byte stream with `reply_end` and handed to the waiters in FIFO order, as raw
+bytes. On loss, every waiter gets an error reply naming the node. No retries here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol, cast
+
+from routing import replies
+from routing.resp import ReplyProtocolError, pack_command, reply_end
+from routing.slotmap import parse_addr
+
+
+class Waiter(Protocol):
+    """Receives exactly one raw reply (or an error reply) for one request."""
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None: ...
+
+
+class Discard:
+    """Waiter for replies nobody reads (ASKING's +OK)."""
+
+    __slots__ = ()
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        pass
+
+
+DISCARD = Discard()
+ASKING = b"*1\r\n$6\r\nASKING\r\n"
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_buf",
+        "_flush_handle",
+        "_loop",
+        "_on_lost",
+        "_out",
+        "_transport",
+        "addr",
+        "closed",
+        "host",
+        "last_progress",
+        "pending",
+        "resp3",
+    )
+
+    def __init__(
+        self,
+        addr: str,
+        loop: asyncio.AbstractEventLoop,
+        on_lost: Callable[[UpstreamConnection, str], None] | None = None,
+        resp3: bool = False,
+    ) -> None:
+        self.addr = addr
+        self.resp3 = resp3
+        self.host = parse_addr(addr)[0]
+        self._loop = loop
+        self._on_lost = on_lost
+        self._transport: asyncio.Transport | None = None
+        self._out: list[bytes] = []
+        self._buf = b""
+        self._flush_handle: asyncio.Handle | None = None
+        self.pending: deque[Waiter] = deque()
+        self.closed = False
+        self.last_progress = loop.time()
+
+    # --- sending -------------------------------------------------------------------------
+
+    def send(self, raw: bytes, waiter: Waiter) -> None:
+        """Queue one request; its reply goes to `waiter`."""
+        if self.closed:
+            waiter.on_reply(self._lost_reply("connection closed"), self)
+            return
+        if not self.pending:
+            self.last_progress = self._loop.time()
+        self.pending.append(waiter)
+        self._out.append(raw)
+        if self._flush_handle is None and self._transport is not None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def send_asking(self, raw: bytes, waiter: Waiter) -> None:
+        """ASKING and the request back to back on this connection (cluster spec, ASK)."""
+        self.send(ASKING, DISCARD)
+        self.send(raw, waiter)
+
+    def send_args(self, args: list[bytes] | tuple[bytes, ...], waiter: Waiter) -> None:
+        self.send(pack_command(args), waiter)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self._transport is None or not self._out:
+            return
+        out = self._out
+        self._out = []
+        self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    # --- protocol callbacks --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        self._transport = cast(asyncio.Transport, transport)
+        if self.closed:
+            transport.close()
+        elif self._out:
+            self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        pending = self.pending
+        pos = 0
+        size = len(buf)
+        try:
+            while pos < size:
+                end = reply_end(buf, pos)
+                if end < 0:
+                    break
+                if not pending:
+                    raise ReplyProtocolError("a reply nobody asked for")
+                pending.popleft().on_reply(buf[pos:end], self)
+                pos = end
+        except ReplyProtocolError as exc:
+            self.abort(f"sent an invalid reply ({exc})")
+            return
+        self._buf = buf[pos:] if pos < size else b""
+        self.last_progress = self._loop.time()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail("connection lost" if exc is None else f"connection lost ({exc})")
+
+    # --- failure -------------------------------------------------------------------------
+
+    def abort(self, why: str) -> None:
+        """Give up on this connection: waiters get an error, the socket is dropped."""
+        if self._transport is not None:
+            self._transport.abort()
+        self._fail(why)
+
+    def connect_failed(self, why: str) -> None:
+        self._fail(why)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._fail("connection closed")
+
+    def _fail(self, why: str) -> None:
+        first = not self.closed
+        self.closed = True
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._out.clear()
+        if self.pending:
+            reply = self._lost_reply(why)
+            pending, self.pending = self.pending, deque()
+            for waiter in pending:
+                waiter.on_reply(reply, self)
+        if first and self._on_lost is not None:
+            self._on_lost(self, why)
+
+    def _lost_reply(self, why: str) -> bytes:
+        return replies.upstream_error(self.addr, why).encode()
+
+    @property
+    def idle(self) -> bool:
+        return not self.pending

@@ -1,0 +1,10 @@
+"""slotless routing: pure, synchronous logic for serving a Redis Cluster as one Redis.
+
+No sockets, no asyncio, no clocks, no logging here (tests/unit/test_layering.py checks).
+"""
+
+from routing.resp import ErrorReply
+from routing.slotmap import SlotMap
+from routing.slots import SLOT_COUNT, key_hash_slot
+
+__all__ = ["SLOT_COUNT", "ErrorReply", "SlotMap", "key_hash_slot"]

@@ -1,0 +1,278 @@
+"""Planning: what to do with one client request, decided from the command table alone.
+
+`Router.plan(args)` returns a value and never raises for anything a client can send:
+  - an int: forward the request unchanged to the primary of that slot (ANY_NODE: any primary);
+  - `Reply`: answer locally with these bytes (errors included);
+  - `Split`: send one sub-request per slot, then `merge.merge_replies`;
+  - `Local`: the session must handle it (per-connection state: QUIT, SELECT, HELLO, ...).
+The int case is the hot path, so it allocates nothing.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal, TypeAlias
+
+from routing import replies
+from routing.commands import CommandSpec, CommandTable
+from routing.keys import key_positions, simple_key_index
+from routing.resp import Args, encode_bulk
+from routing.slots import key_hash_slot
+
+ANY_NODE: Final = -1
+
+Mode = Literal["cluster", "standalone"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Local:
+    """Handled by the session itself; `name` is the lowercase command name."""
+
+    name: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SubRequest:
+    slot: int
+    args: tuple[bytes, ...]
+    ordinals: tuple[int, ...]  # which keys of the original request (0-based) this part carries
+
+
+MergeKind = Literal["agg_sum", "all_succeeded", "by_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    parts: tuple[SubRequest, ...]
+    merge: MergeKind
+    key_count: int
+
+
+Plan: TypeAlias = int | Reply | Local | Split
+Handler = Callable[[Args], Plan]
+
+# Commands whose state lives on the connection. In standalone mode they get a dedicated
+# upstream connection; in cluster mode they are refused until slotless emulates them.
+SESSION_COMMANDS: Final = frozenset(
+    b"multi exec discard watch unwatch subscribe psubscribe ssubscribe unsubscribe "
+    b"punsubscribe sunsubscribe monitor sync psync replconf wait waitaof".split()
+)
+# Handled by the session in both modes (cluster) or only where noted (standalone: pipe).
+LOCAL_COMMANDS: Final = frozenset(b"quit select hello client auth reset".split())
+CLUSTER_ONLY_COMMANDS: Final = frozenset(b"cluster readonly readwrite asking".split())
+_WHY_SESSION: Final = "in cluster mode yet (it needs per-connection state)"
+_WHY_FANOUT: Final = "in cluster mode yet (it needs every shard)"
+
+_PONG: Final = Reply(b"+PONG\r\n")
+
+
+class Router:
+    """Plans requests for one command table and mode; built once per table."""
+
+    __slots__ = ("_handlers", "mode", "table")
+
+    def __init__(self, table: CommandTable, mode: Mode) -> None:
+        self.table = table
+        self.mode = mode
+        self._handlers: dict[bytes, Handler] = {}
+        for spec in table:
+            handler = self._make_handler(spec)
+            name = spec.name
+            self._handlers[name] = handler
+            self._handlers[name.upper()] = handler
+
+    def plan(self, args: Args) -> Plan:
+        """Decide how to serve one request (see the module docstring)."""
+        handler = self._handlers.get(args[0])
+        if handler is None:
+            handler = self._handlers.get(args[0].lower())
+            if handler is None:
+                # Unknown here (a module command, a typo): the node's own answer is right,
+                # and a MOVED for a keyed module command is followed like any other.
+                return ANY_NODE
+        return handler(args)
+
+    def _make_handler(self, spec: CommandSpec) -> Handler:
+        name = spec.name
+        if name in (b"ping", b"echo"):
+            return _ping if name == b"ping" else _echo
+        if self.mode == "standalone":
+            if name in SESSION_COMMANDS or name in LOCAL_COMMANDS or spec.is_blocking:
+                local = Local(name)
+                return lambda args: local
+            return _any_node
+        return self._cluster_handler(spec)
+
+    def _cluster_handler(self, spec: CommandSpec) -> Handler:
+        name = spec.name
+        if name in LOCAL_COMMANDS:
+            local = Local(name)
+            return _checked(spec, lambda args: local)
+        if name in CLUSTER_ONLY_COMMANDS:
+            return _reply(replies.CLUSTER_DISABLED.encode())
+        if name in SESSION_COMMANDS or (spec.is_blocking and name not in (b"xread", b"xreadgroup")):
+            return _reply(replies.unsupported(name, _WHY_SESSION).encode())
+        if name in (b"xread", b"xreadgroup"):
+            return _checked(spec, _xread_handler(spec))
+        if spec.subcommands:
+            return self._container_handler(spec)
+        return _checked(spec, self._keyed_handler(spec))
+
+    def _container_handler(self, spec: CommandSpec) -> Handler:
+        subs = {sub.name: self._keyed_handler(sub) for sub in spec.subcommands.values()}
+        subspecs = {sub.name: sub for sub in spec.subcommands.values()}
+        prefix = spec.name + b"|"
+
+        def plan_container(args: Args) -> Plan:
+            if len(args) < 2:
+                return Reply(replies.wrong_arity(spec.name).encode())
+            full = prefix + args[1].lower()
+            sub = subspecs.get(full)
+            if sub is None:
+                return Reply(replies.unknown_subcommand(spec.name, args[1]).encode())
+            if not _arity_ok(sub.arity, len(args)):
+                return Reply(replies.wrong_arity(sub.name).encode())
+            return subs[full](args)
+
+        return plan_container
+
+    def _keyed_handler(self, spec: CommandSpec) -> Handler:
+        if spec.request_policy in (b"all_shards", b"all_nodes") or (
+            spec.request_policy == b"special" and not spec.has_keys
+        ):
+            return _reply(replies.unsupported(spec.name, _WHY_FANOUT).encode())
+        if spec.request_policy == b"multi_shard" and _splittable(spec):
+            return _split_handler(spec)
+        index = simple_key_index(spec)
+        if index is not None:
+            return _single_key_handler(index)
+        if not spec.has_keys and not spec.has_movable_keys:
+            return _any_node
+        return _keys_handler(spec)
+
+
+def _arity_ok(arity: int, argc: int) -> bool:
+    return argc == arity if arity >= 0 else argc >= -arity
+
+
+def _checked(spec: CommandSpec, handler: Handler) -> Handler:
+    """Redis checks arity before anything else (server.c processCommand)."""
+    arity = spec.arity
+    error = Reply(replies.wrong_arity(spec.name).encode())
+    if arity >= 0:
+        return lambda args: handler(args) if len(args) == arity else error
+    least = -arity
+    return lambda args: handler(args) if len(args) >= least else error
+
+
+def _reply(raw: bytes) -> Handler:
+    reply = Reply(raw)
+    return lambda args: reply
+
+
+def _any_node(args: Args) -> Plan:
+    return ANY_NODE
+
+
+def _ping(args: Args) -> Plan:
+    if len(args) == 1:
+        return _PONG
+    if len(args) == 2:
+        return Reply(encode_bulk(args[1]))
+    return Reply(replies.wrong_arity(b"ping").encode())
+
+
+def _echo(args: Args) -> Plan:
+    if len(args) != 2:
+        return Reply(replies.wrong_arity(b"echo").encode())
+    return Reply(encode_bulk(args[1]))
+
+
+def _single_key_handler(index: int) -> Handler:
+    def plan_single(args: Args) -> Plan:
+        return key_hash_slot(args[index])
+
+    return plan_single
+
+
+def _slot_of_keys(args: Args, positions: tuple[int, ...]) -> Plan:
+    slot = key_hash_slot(args[positions[0]])
+    for pos in positions[1:]:
+        if key_hash_slot(args[pos]) != slot:
+            return Reply(replies.CROSSSLOT.encode())
+    return slot
+
+
+def _keys_handler(spec: CommandSpec) -> Handler:
+    def plan_keys(args: Args) -> Plan:
+        positions = key_positions(spec, args)
+        if not positions:
+            # No keys, or arguments the server will reject with its own message.
+            return ANY_NODE
+        return _slot_of_keys(args, positions)
+
+    return plan_keys
+
+
+def _xread_handler(spec: CommandSpec) -> Handler:
+    keys = _keys_handler(spec)
+    blocked = replies.unsupported(spec.name, _WHY_SESSION + " with BLOCK").encode()
+
+    def plan_xread(args: Args) -> Plan:
+        if any(a.lower() == b"block" for a in args[1:]):
+            return Reply(blocked)
+        return keys(args)
+
+    return plan_xread
+
+
+def _splittable(spec: CommandSpec) -> bool:
+    """A multi_shard command whose keys are one range, each key followed by step-1 values."""
+    return (
+        spec.first_key > 0
+        and spec.last_key == -1
+        and spec.step >= 1
+        and not (spec.has_movable_keys)
+    )
+
+
+_MERGES: Final[dict[bytes | None, MergeKind]] = {
+    b"agg_sum": "agg_sum",
+    b"all_succeeded": "all_succeeded",
+    None: "by_key",
+}
+
+
+def _split_handler(spec: CommandSpec) -> Handler:
+    first, step = spec.first_key, spec.step
+    merge = _MERGES.get(spec.response_policy, "by_key")
+    arity_error = Reply(replies.wrong_arity(spec.name).encode())
+
+    def plan_split(args: Args) -> Plan:
+        argc = len(args)
+        if argc <= first or (argc - first) % step:
+            return arity_error
+        groups: dict[int, list[int]] = {}
+        for pos in range(first, argc, step):
+            slot = key_hash_slot(args[pos])
+            group = groups.get(slot)
+            if group is None:
+                groups[slot] = [pos]
+            else:
+                group.append(pos)
+        if len(groups) == 1:
+            return next(iter(groups))
+        parts = []
+        for slot, positions in groups.items():
+            sub = [args[0]]
+            for pos in positions:
+                sub.extend(args[pos : pos + step])
+            ordinals = tuple((pos - first) // step for pos in positions)
+            parts.append(SubRequest(slot, tuple(sub), ordinals))
+        return Split(tuple(parts), merge, (argc - first) // step)
+
+    return plan_split

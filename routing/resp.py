@@ -1,0 +1,368 @@
+"""RESP framing as pure functions: request parsing, reply boundaries, encoding.
+
+Rule 1: requests are parsed exactly as Redis's networking.c does (processInlineBuffer,
+processMultibulkBuffer), error texts included, because clients and Redis's own test suite
+match on them. Rule 2: replies are never decoded just to be forwarded; `reply_end` only
+finds where one ends. No sockets, no buffers that outlive a call.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+import hiredis
+
+Args: TypeAlias = list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """A Redis error reply as a value; `message` has no leading '-' and no CRLF."""
+
+    message: str
+
+    @property
+    def code(self) -> str:
+        """The error code: the first word (ERR, MOVED, CROSSSLOT, ...)."""
+        return self.message.split(" ", 1)[0]
+
+    def encode(self) -> bytes:
+        return encode_error(self.message)
+
+
+Reply: TypeAlias = "bytes | int | ErrorReply | list[Reply] | None"
+
+
+class ReplyProtocolError(ValueError):
+    """An upstream sent bytes that are not RESP; the connection cannot be trusted."""
+
+
+# --- requests ------------------------------------------------------------------------------
+
+INLINE_MAX_SIZE: Final = 64 * 1024  # PROTO_INLINE_MAX_SIZE
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_DIGITS_1_9: Final = b"123456789"
+
+
+def string2ll(raw: bytes | bytearray) -> int | None:
+    """Redis's strict integer parse (util.c string2ll): no sign '+', no spaces, no leading 0."""
+    if not raw or len(raw) > 20:
+        return None
+    if raw == b"0":
+        return 0
+    digits = raw[1:] if raw[0] == 45 else raw  # '-'
+    if not digits or digits[0] not in _DIGITS_1_9 or not digits.isdigit():
+        return None
+    value = int(raw)
+    if value < _INT64_MIN or value > _INT64_MAX:
+        return None
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    proto_max_bulk_len: int = 512 * 1024 * 1024
+    max_multibulk_len: int = 2**31 - 1
+    max_inline_len: int = INLINE_MAX_SIZE
+
+
+@dataclass(slots=True)
+class ParsedRequests:
+    """What `parse_requests` found: complete requests, where they end, and any framing error."""
+
+    requests: list[Args]
+    consumed: int
+    error: str | None = None  # full Redis text, e.g. "Protocol error: invalid bulk length"
+
+
+def parse_requests(buf: bytes | bytearray, limits: RequestLimits, pos: int = 0) -> ParsedRequests:
+    """Parse every complete request in buf[pos:] (networking.c processInputBuffer).
+
+    Empty requests (`*0`, `*-1`, a blank inline line) are consumed and produce nothing,
+    as in Redis. On a framing error, the requests before it are returned with the error.
+    """
+    out: list[Args] = []
+    end = len(buf)
+    while pos < end:
+        if buf[pos] == 42:  # '*'
+            step = _parse_multibulk(buf, pos, limits)
+        else:
+            step = _parse_inline(buf, pos, limits)
+        if isinstance(step, str):
+            return ParsedRequests(out, pos, step)
+        if step is None:
+            break
+        args, pos = step
+        if args:
+            out.append(args)
+    return ParsedRequests(out, pos)
+
+
+_Step: TypeAlias = "tuple[Args, int] | str | None"
+
+
+def _parse_inline(buf: bytes | bytearray, pos: int, limits: RequestLimits) -> _Step:
+    newline = buf.find(b"\n", pos)
+    if newline < 0:
+        if len(buf) - pos > limits.max_inline_len:
+            return "Protocol error: too big inline request"
+        return None
+    line_end = newline - 1 if newline > pos and buf[newline - 1] == 13 else newline
+    args = split_args(bytes(buf[pos:line_end]))
+    if args is None:
+        return "Protocol error: unbalanced quotes in request"
+    return args, newline + 1
+
+
+def _parse_multibulk(buf: bytes | bytearray, pos: int, limits: RequestLimits) -> _Step:
+    end = len(buf)
+    cr = buf.find(b"\r", pos)
+    if cr < 0 or cr + 1 >= end:
+        if end - pos > limits.max_inline_len:
+            return "Protocol error: too big mbulk count string"
+        return None
+    count = string2ll(buf[pos + 1 : cr])
+    if count is None or count > limits.max_multibulk_len:
+        return "Protocol error: invalid multibulk length"
+    pos = cr + 2
+    if count <= 0:
+        return [], pos
+    args: Args = []
+    find = buf.find
+    for _ in range(count):
+        if pos >= end:
+            return None
+        cr = find(b"\r", pos)
+        if cr < 0 or cr + 1 >= end:
+            if end - pos > limits.max_inline_len:
+                return "Protocol error: too big bulk count string"
+            return None
+        if buf[pos] != 36:  # '$'
+            return f"Protocol error: expected '$', got '{chr(buf[pos])}'"
+        size = string2ll(buf[pos + 1 : cr])
+        if size is None or size < 0 or size > limits.proto_max_bulk_len:
+            return "Protocol error: invalid bulk length"
+        start = cr + 2
+        pos = start + size + 2
+        if pos > end:
+            return None
+        args.append(bytes(buf[start : start + size]))
+    return args, pos
+
+
+_ESCAPES: Final = {
+    ord("n"): b"\n",
+    ord("r"): b"\r",
+    ord("t"): b"\t",
+    ord("b"): b"\b",
+    ord("a"): b"\a",
+}
+_SPACES: Final = frozenset(b" \n\r\t\v\f")
+_HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+
+
+def split_args(line: bytes) -> Args | None:
+    """Split an inline command line like Redis's sdssplitargs; None on unbalanced quotes."""
+    args: Args = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i] in _SPACES:
+            i += 1
+        if i >= n:
+            return args
+        current = bytearray()
+        in_dq = in_sq = False
+        while True:
+            c = line[i] if i < n else None
+            if in_dq:
+                if c is None:
+                    return None
+                if (
+                    c == 92  # backslash
+                    and i + 3 < n
+                    and line[i + 1] == 120  # 'x'
+                    and line[i + 2] in _HEX
+                    and line[i + 3] in _HEX
+                ):
+                    current.append(int(line[i + 2 : i + 4], 16))
+                    i += 3
+                elif c == 92 and i + 1 < n:
+                    i += 1
+                    current += _ESCAPES.get(line[i], line[i : i + 1])
+                elif c == 34:  # closing quote must be followed by a space or nothing
+                    if i + 1 < n and line[i + 1] not in _SPACES:
+                        return None
+                    in_dq = False
+                    i += 1
+                    break
+                else:
+                    current.append(c)
+            elif in_sq:
+                if c is None:
+                    return None
+                if c == 92 and i + 1 < n and line[i + 1] == 39:
+                    i += 1
+                    current.append(39)
+                elif c == 39:
+                    if i + 1 < n and line[i + 1] not in _SPACES:
+                        return None
+                    in_sq = False
+                    i += 1
+                    break
+                else:
+                    current.append(c)
+            else:
+                if c is None or c in _SPACES:
+                    break
+                if c == 34:
+                    in_dq = True
+                elif c == 39:
+                    in_sq = True
+                else:
+                    current.append(c)
+            i += 1
+        args.append(bytes(current))
+
+
+# --- replies -------------------------------------------------------------------------------
+
+# Reply type bytes (RESP2 and RESP3).
+_LINE_TYPES: Final = frozenset(b"+-:_#,(")  # one line: status, error, int, null, bool, ...
+_BLOB_TYPES: Final = frozenset(b"$=!")  # length-prefixed: bulk, verbatim, blob error
+_AGGREGATE_TYPES: Final = frozenset(b"*~>")  # n elements: array, set, push
+_PAIR_TYPES: Final = frozenset(b"%|")  # n key/value pairs: map, attribute
+
+
+def reply_end(buf: bytes | bytearray, pos: int = 0) -> int:
+    """Index just past the one complete reply at buf[pos:], or -1 if it is not complete.
+
+    Raises ReplyProtocolError on bytes that are not RESP.
+    """
+    end = len(buf)
+    pending = 1
+    find = buf.find
+    try:
+        while pending:
+            if pos >= end:
+                return -1
+            kind = buf[pos]
+            newline = find(b"\r\n", pos)
+            if newline < 0:
+                return -1
+            pending -= 1
+            if kind in _LINE_TYPES:
+                pos = newline + 2
+            elif kind in _BLOB_TYPES:
+                size = int(buf[pos + 1 : newline])
+                pos = newline + 2 if size < 0 else newline + size + 4
+            elif kind in _AGGREGATE_TYPES:
+                count = int(buf[pos + 1 : newline])
+                pos = newline + 2
+                if count > 0:
+                    pending += count
+            elif kind in _PAIR_TYPES:
+                count = int(buf[pos + 1 : newline])
+                pos = newline + 2
+                pending += 2 * max(count, 0) + (kind == 124)  # an attribute precedes a reply
+            else:
+                raise ReplyProtocolError(f"unexpected reply type byte {kind!r}")
+    except ValueError as exc:
+        raise ReplyProtocolError(str(exc)) from None
+    return pos if pos <= end else -1
+
+
+def array_elements(raw: bytes) -> list[bytes] | None:
+    """The raw bytes of each element of one complete aggregate reply; None if not one."""
+    if not raw or raw[0] not in _AGGREGATE_TYPES:
+        return None
+    newline = raw.find(b"\r\n")
+    count = int(raw[1:newline])
+    if count < 0:
+        return None
+    pos = newline + 2
+    out = []
+    for _ in range(count):
+        nxt = reply_end(raw, pos)
+        out.append(raw[pos:nxt])
+        pos = nxt
+    return out
+
+
+def parse_reply(raw: bytes) -> Reply:
+    """Decode one complete raw reply into Python values (bytes, int, None, list, ErrorReply)."""
+    # hiredis builds any value from replyError; its stub says Exception.
+    reader = hiredis.Reader(replyError=ErrorReply)  # type: ignore[arg-type]
+    reader.feed(raw)
+    value: Reply = reader.gets()
+    return value
+
+
+def is_error(raw: bytes) -> bool:
+    """True for an error reply (simple or blob error)."""
+    return raw[:1] in (b"-", b"!")
+
+
+def error_message(raw: bytes) -> str:
+    """The text of a raw error reply, without '-' and CRLF."""
+    if raw[:1] == b"!":
+        return raw[raw.find(b"\r\n") + 2 : -2].decode("utf-8", "replace")
+    return raw[1:-2].decode("utf-8", "replace")
+
+
+# --- encoding ------------------------------------------------------------------------------
+
+OK: Final = b"+OK\r\n"
+NULL_BULK: Final = b"$-1\r\n"
+NULL_ARRAY: Final = b"*-1\r\n"
+EMPTY_ARRAY: Final = b"*0\r\n"
+
+
+def encode_error(message: str) -> bytes:
+    """An error reply; CR/LF inside the message are replaced as Redis's addReplyError does."""
+    text = message.replace("\r", " ").replace("\n", " ")
+    return b"-" + text.encode("utf-8", "replace") + b"\r\n"
+
+
+def encode_status(text: bytes) -> bytes:
+    return b"+" + text + b"\r\n"
+
+
+def encode_int(value: int) -> bytes:
+    return b":%d\r\n" % value
+
+
+def encode_bulk(value: bytes | None) -> bytes:
+    if value is None:
+        return NULL_BULK
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def encode_array(raw_items: Sequence[bytes]) -> bytes:
+    """An array whose elements are already-encoded replies."""
+    return b"*%d\r\n" % len(raw_items) + b"".join(raw_items)
+
+
+def encode_bulk_array(values: Sequence[bytes | None]) -> bytes:
+    return encode_array([encode_bulk(v) for v in values])
+
+
+def encode_value(value: Reply) -> bytes:
+    """Encode a decoded value back to RESP2 (bytes become bulk strings)."""
+    if isinstance(value, bytes):
+        return encode_bulk(value)
+    if isinstance(value, bool):
+        return encode_int(int(value))
+    if isinstance(value, int):
+        return encode_int(value)
+    if value is None:
+        return NULL_BULK
+    if isinstance(value, ErrorReply):
+        return value.encode()
+    return encode_array([encode_value(v) for v in value])
+
+
+def pack_command(args: Sequence[bytes]) -> bytes:
+    """A request as RESP: an array of bulk strings (hiredis, in C)."""
+    packed: bytes = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]  # stub: 1-tuple
+    return packed
