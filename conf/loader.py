@@ -16,6 +16,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 import yaml
@@ -202,6 +203,13 @@ def _env_name(value: object, key: str) -> str | None:
     )
 
 
+def _listen(value: object, key: str) -> Address:
+    """Like a node address, but port 0 asks the kernel for a free port (tests, sidecars)."""
+    if isinstance(value, str) and value.strip().endswith(":0"):
+        return replace(_address(value.strip()[:-1] + "1", key), port=0)
+    return _address(value, key)
+
+
 def _address(value: object, key: str) -> Address:
     text = value.strip() if isinstance(value, str) else ""
     host, sep, port = text.rpartition(":")
@@ -283,7 +291,7 @@ _SECTIONS: Final[Mapping[str, Mapping[str, _Parser]]] = {
     "log": _LOG,
 }
 _TOP: Final[Mapping[str, _Parser]] = {
-    "listen": _address,
+    "listen": _listen,
     "upstream": _raw,
     "limits": _raw,
     "log": _raw,

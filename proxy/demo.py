@@ -23,9 +23,7 @@ def run_demo(
     port: int = 6380, primaries: int = 3, replicas: int = 1, log_format: str | None = None
 ) -> int:
     cluster = LocalCluster(primaries=primaries, replicas=replicas)
-    _say(
-        f"starting a Redis Cluster: {primaries} primaries, {replicas} replica(s) each ..."
-    )
+    _say(f"starting a Redis Cluster: {primaries} primaries, {replicas} replica(s) each ...")
     try:
         cluster.start()
     except Exception as exc:  # the launcher's errors are already worded for people

@@ -377,6 +377,13 @@ def _slot_map(view: list[ClusterNode]) -> tuple[tuple[int, int, str], ...]:
     return tuple(sorted((a, b, n.addr) for n in view if n.is_primary for a, b in n.slots))
 
 
+def _roles(view: list[ClusterNode]) -> tuple[tuple[str, str], ...]:
+    """(node, its primary or "") for the healthy nodes: who replicates whom, as one node sees it."""
+    addr_of = {n.node_id: n.addr for n in view}
+    healthy = (n for n in view if not n.failing)
+    return tuple(sorted((n.addr, addr_of.get(n.primary_id or "", "")) for n in healthy))
+
+
 class Cluster:
     """Query and drive a Redis Cluster by address; LocalCluster adds the processes."""
 
@@ -428,6 +435,7 @@ class Cluster:
         """Why the cluster is not settled yet, or None when it is."""
         live = self.live_addrs()
         maps = {}
+        roles = {}
         for addr in live:
             if "cluster_state:ok" not in _text(addr, "CLUSTER", "INFO"):
                 return f"{addr}: cluster_state is not ok"
@@ -437,12 +445,15 @@ class Cluster:
             if unhealthy:
                 return f"{addr} does not see {sorted(unhealthy)} as healthy"
             maps[addr] = _slot_map(view)
+            roles[addr] = _roles(view)
             if not next(n for n in view if "myself" in n.flags).is_primary:
                 link = _info_field(_text(addr, "INFO", "replication"), "master_link_status")
                 if link != "up":
                     return f"replica {addr}: master_link_status is {link}"
         if len(set(maps.values())) > 1:
             return f"nodes disagree on the slot map: {maps}"
+        if len(set(roles.values())) > 1:
+            return f"nodes disagree on who replicates whom: {roles}"
         owners = next(iter(maps.values()), ())
         if sum(b - a + 1 for a, b, _ in owners) != SLOT_COUNT:
             return "not every slot is covered"
@@ -453,7 +464,7 @@ class Cluster:
         """Hook: LocalCluster raises when another cluster's node got in (it never heals)."""
 
     def wait_stable(self, timeout: float = 30.0) -> None:
-        """Every live node: cluster_state:ok, one agreed slot map, replicas linked."""
+        """Every live node: cluster_state:ok, one agreed slot map and roles, replicas linked."""
         _wait_until(self.instability, "a stable cluster", timeout)
 
     def begin_migration(self, slot: int, target_addr: str) -> None:

@@ -144,5 +144,8 @@ class UpstreamPool:
         for task in self._tasks:
             task.cancel()
 
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return list(self._tasks)
+
     def addresses(self) -> list[str]:
         return list(dict.fromkeys(addr for addr, _ in self._conns))

@@ -67,11 +67,14 @@ class ServerState:
     def _on_node_lost(self, addr: str, why: str) -> None:
         self.topology.request_refresh()
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """Cancel background work and wait for it, so nothing is left pending."""
+        tasks = [*self._tasks, *self.topology.tasks(), *self.pool.tasks()]
         self.topology.close()
         self.pool.close()
-        for task in self._tasks:
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Server:
@@ -122,7 +125,7 @@ class Server:
         for session in list(state.sessions):
             session.close_after_replies()
         await asyncio.sleep(0)
-        state.close()
+        await state.aclose()
         log.info("stopped", clients_closed=len(state.sessions))
 
 

@@ -92,7 +92,7 @@ class ClientSession(asyncio.Protocol):
             self._queue.append(Ready(replies.INTERNAL.encode()))
             self.on_ready()
         if self._reader.error is not None and not self._closing:
-            self._queue.append(Ready(encode_error(self._reader.error)))
+            self._queue.append(Ready(encode_error("ERR " + self._reader.error)))
             self._closing = True
             self.on_ready()
         if len(self._queue) > MAX_PENDING_REPLIES:

@@ -101,6 +101,9 @@ class Topology:
         if self._task is not None:
             self._task.cancel()
 
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [self._task] if self._task is not None else []
+
     async def _refresh_loop(self) -> None:
         interval = self._upstream.refresh_interval
         while True:

@@ -72,15 +72,19 @@ EXTRA_KEY_RULES: Final[Mapping[bytes, ExtraKeyRule]] = MappingProxyType(
     {
         # BY/GET take patterns, not keys: the key names derive from the sorted values.
         b"sort": ExtraKeyRule(
-            "store", (1,), 2, MappingProxyType({b"limit": 2, b"get": 1, b"by": 1}), b"store"
+            kind="store",
+            fixed=(1,),
+            scan_from=2,
+            skip=MappingProxyType({b"limit": 2, b"get": 1, b"by": 1}),
+            keyword=b"store",
         ),
-        b"sort_ro": ExtraKeyRule("store", (1,)),
+        b"sort_ro": ExtraKeyRule(kind="store", fixed=(1,)),
         b"migrate": ExtraKeyRule(
-            "tail",
-            (3,),
-            6,
-            MappingProxyType({b"copy": 0, b"replace": 0, b"auth": 1, b"auth2": 2}),
-            b"keys",
+            kind="tail",
+            fixed=(3,),
+            scan_from=6,
+            skip=MappingProxyType({b"copy": 0, b"replace": 0, b"auth": 1, b"auth2": 2}),
+            keyword=b"keys",
         ),
     }
 )

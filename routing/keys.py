@@ -7,23 +7,23 @@ an exception. None means "a server would reject these arguments", so the caller 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Final
 
 from routing.commands import EXTRA_KEY_RULES, CommandSpec, ExtraKeyRule, FindKeys, KeySpec
 
-# string2ll (src/util.c): optional '-', no '+', no spaces, no leading zeros; 64-bit signed.
-_LL_RE: Final = re.compile(rb"-?[1-9][0-9]*|0")
 _LL_MIN: Final = -(2**63)
 _LL_MAX: Final = 2**63 - 1
 
 
 def parse_ll(value: bytes) -> int | None:
     """The integer Redis's string2ll (src/util.c) reads from `value`, or None if it rejects it."""
-    if len(value) > 20 or _LL_RE.fullmatch(value) is None:
+    # string2ll: an optional '-', ASCII digits, no '+', spaces, '_' or leading zeros; 64 bits.
+    negative = value[:1] == b"-"
+    digits = value[1:] if negative else value
+    if not digits.isdigit() or len(digits) > 19 or (digits[0] == 0x30 and len(value) != 1):
         return None
-    number = int(value)
+    number = -int(digits) if negative else int(digits)
     return number if _LL_MIN <= number <= _LL_MAX else None
 
 
@@ -94,7 +94,7 @@ def _find(fk: FindKeys, first: int, args: Sequence[bytes], spec: CommandSpec) ->
 def _from_key_specs(
     spec: CommandSpec, args: Sequence[bytes], include_not_keys: bool
 ) -> tuple[int, ...] | None:
-    found: list[int] = []
+    found: tuple[int, ...] = ()
     sources = 0
     for ks in spec.key_specs:
         if not include_not_keys and b"not_key" in ks.flags:
@@ -109,10 +109,10 @@ def _from_key_specs(
         if positions is None or b"incomplete" in ks.flags:
             return None
         if positions:
-            found.extend(positions)
+            found += tuple(positions)
             sources += 1
     # Specs run in declaration order; callers get argv order.
-    return tuple(sorted(found)) if sources > 1 else tuple(found)
+    return tuple(sorted(found)) if sources > 1 else found
 
 
 def _from_rule(rule: ExtraKeyRule, args: Sequence[bytes]) -> tuple[int, ...]:
@@ -144,8 +144,9 @@ def key_positions(
     """argv indexes of the keys in `args`, in argv order; () for none; None if invalid.
 
     Mirrors src/db.c getKeysFromCommandWithSpecs as `COMMAND GETKEYS` uses it, arity check
-    included. `include_not_keys` also returns NOT_KEY specs (a shard channel's position),
-    like GET_KEYSPEC_INCLUDE_NOT_KEYS.
+    included, except that a numkeys string2ll rejects (GETKEYS retries it with atoi) or one
+    past the end gives None: the command itself fails on those. `include_not_keys` also
+    returns NOT_KEY specs (a shard channel's position), like GET_KEYSPEC_INCLUDE_NOT_KEYS.
     """
     argc = len(args)
     arity = spec.arity

@@ -145,7 +145,11 @@ class Router:
             spec.request_policy == b"special" and not spec.has_keys
         ):
             return _reply(replies.unsupported(spec.name, _WHY_FANOUT).encode())
-        if spec.request_policy == b"multi_shard" and _splittable(spec):
+        if (
+            spec.request_policy == b"multi_shard"
+            and spec.response_policy in _MERGES
+            and _splittable(spec)
+        ):
             return _split_handler(spec)
         index = simple_key_index(spec)
         if index is not None:
@@ -240,6 +244,8 @@ def _splittable(spec: CommandSpec) -> bool:
     )
 
 
+# Splitting is only safe where the parts are independent and the merge is exact. MSETNX
+# (agg_min) is not: some slots could set while others refuse, so it stays CROSSSLOT.
 _MERGES: Final[dict[bytes | None, MergeKind]] = {
     b"agg_sum": "agg_sum",
     b"all_succeeded": "all_succeeded",

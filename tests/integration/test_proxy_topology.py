@@ -1,0 +1,139 @@
+"""Topology changes behind slotless: a live reshard, a node that stops and comes back."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from proxy.localcluster import LocalCluster
+from routing.slots import key_hash_slot
+from tests.integration.proxy_thread import ProxyThread, proxy_config
+
+FreshCluster = Callable[..., LocalCluster]
+
+
+def strict_client(port: int, protocol: int = 2) -> redis.Redis:
+    """No retries in the client: every error slotless lets through is counted."""
+    return redis.Redis(port=port, protocol=protocol, retry=Retry(NoBackoff(), 0), socket_timeout=15)
+
+
+class Workload(threading.Thread):
+    """Writes then reads back keys until stopped; records every error it sees."""
+
+    def __init__(self, port: int, prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.client = strict_client(port)
+        self.prefix = prefix
+        self.stop_flag = threading.Event()
+        self.errors: list[str] = []
+        self.written: dict[str, str] = {}
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop_flag.is_set():
+            key, value = f"{self.prefix}:{i % 3000}", f"v{i}"
+            try:
+                self.client.set(key, value)
+                self.written[key] = value
+                got = self.client.get(key)
+                if got != value.encode():
+                    self.errors.append(f"read {key}: {got!r} != {value!r}")
+                if i % 10 == 0:
+                    batch = [f"{self.prefix}:{(i + j * 7) % 3000}" for j in range(10)]
+                    expected = [self.written.get(k) for k in batch]
+                    got_many = self.client.mget(batch)
+                    if [g.decode() if g else None for g in got_many] != expected:
+                        self.errors.append(f"mget mismatch at {i}")
+            except redis.RedisError as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            i += 1
+        self.client.close()
+
+
+def test_reshard_under_load_is_invisible(fresh_cluster: FreshCluster) -> None:
+    cluster = fresh_cluster(primaries=3, replicas=0)
+    with ProxyThread(proxy_config("cluster", cluster.seeds[:1])) as proxy:
+        workers = [Workload(proxy.port, f"rs{n}") for n in range(3)]
+        for w in workers:
+            w.start()
+        time.sleep(0.5)
+        source, target = cluster.primaries()[0], cluster.primaries()[1]
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "reshard",
+                source,
+                "--cluster-from",
+                cluster.node_id(source),
+                "--cluster-to",
+                cluster.node_id(target),
+                "--cluster-slots",
+                "600",
+                "--cluster-yes",
+                "--cluster-pipeline",
+                "10",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=240,
+        )
+        time.sleep(0.5)
+        for w in workers:
+            w.stop_flag.set()
+        for w in workers:
+            w.join(30)
+        cluster.wait_stable()
+        errors = [e for w in workers for e in w.errors]
+        assert errors == [], errors[:10]
+        moved_slots = {key_hash_slot(k.encode()) for w in workers for k in w.written}
+        assert any(cluster.owner_of_slot(s) == target for s in moved_slots)
+        with strict_client(proxy.port) as check:
+            for w in workers:
+                keys = list(w.written)
+                assert [v.decode() for v in check.mget(keys)] == [w.written[k] for k in keys]
+        assert proxy.server.state is not None
+        assert proxy.server.state.topology.redirects > 0  # redirects happened, absorbed
+
+
+def test_stopped_node_gives_errors_then_service_resumes(fresh_cluster: FreshCluster) -> None:
+    cluster = fresh_cluster(primaries=3, replicas=0)
+    with (
+        ProxyThread(
+            proxy_config("cluster", cluster.seeds, command_timeout=2.0, retry_timeout=1.0)
+        ) as proxy,
+        strict_client(proxy.port) as client,
+    ):
+        victim = cluster.primaries()[0]
+        key = next(
+            f"k{i}"
+            for i in range(10_000)
+            if cluster.owner_of_slot(key_hash_slot(b"k%d" % i)) == victim
+        )
+        assert client.set(key, "before")
+        cluster.node(victim).stop()
+        started = time.monotonic()
+        try:
+            client.get(key)
+            raise AssertionError("a stopped node cannot serve")
+        except redis.ResponseError as exc:
+            assert "upstream" in str(exc) or "CLUSTERDOWN" in str(exc)
+        assert time.monotonic() - started < 10
+        assert client.ping()  # the client connection itself survives
+        cluster.node(victim).restart()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert client.set(key, "after")
+                break
+            except redis.ResponseError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert client.get(key) == b"after"
