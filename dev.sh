@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian machine with python3 (3.11+):
+#   ./dev.sh demo [ARGS]   run `slotless demo` (a local Redis Cluster behind the proxy)
+#   ./dev.sh test [ARGS]   run the test suite (ARGS go to pytest)
+#   ./dev.sh setup         only ensure the environment
+# Ensuring the environment: .venv (pip install -e '.[test,dev]' again whenever pyproject.toml
+# changes) and redis-server/redis-cli/redis-benchmark (apt-get when root). Quiet when all is there.
+set -euo pipefail
+
+cd "$(dirname "$(readlink -f "$0")")"
+VENV=.venv
+STAMP=$VENV/.slotless-pyproject.sha256
+
+say() { echo "dev.sh: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+# apt_install PACKAGE... : install as root, or tell the user exactly what to run.
+apt_install() {
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing $* with apt-get"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    else
+        die "missing $*: install with: sudo apt-get install $*"
+    fi
+}
+
+ensure_python() {
+    command -v python3 >/dev/null \
+        || die "python3 not found: install Python 3.11+ (sudo apt-get install python3 python3-venv)"
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "python3 is $(python3 -V 2>&1 | cut -d' ' -f2); slotless needs 3.11+:" \
+               "install it (Debian 12: sudo apt-get install python3 python3-venv)"
+    # Debian ships venv's ensurepip separately, in python3-venv.
+    python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+}
+
+create_venv() {
+    rm -rf "$VENV"
+    python3 -m venv "$VENV" >/dev/null 2>&1 && return
+    rm -rf "$VENV"
+    apt_install python3-venv
+    python3 -m venv "$VENV"
+}
+
+ensure_venv() {
+    if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
+        ensure_python
+        say "creating $VENV"
+        create_venv
+    fi
+    local want
+    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+        say "installing slotless into $VENV (pip install -e '.[test,dev]')"
+        PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+            "$VENV/bin/python" -m pip install -q -e '.[test,dev]'
+        echo "$want" >"$STAMP"
+    fi
+}
+
+ensure_redis() {
+    local tool missing=0
+    for tool in redis-server redis-cli redis-benchmark; do
+        command -v "$tool" >/dev/null || missing=1
+    done
+    if [ "$missing" = 1 ]; then
+        apt_install redis-server redis-tools
+        # The Debian package starts a system redis on 6379; the tests never use that port.
+        command -v redis-server >/dev/null || die "redis-server still missing after apt-get"
+    fi
+}
+
+ensure_env() {
+    ensure_venv
+    ensure_redis
+}
+
+run_tests() {
+    local status=0
+    "$VENV/bin/python" -m pytest -q "$@" || status=$?
+    if [ "$status" = 5 ]; then
+        die "pytest collected no tests: that is a failure here"
+    fi
+    return "$status"
+}
+
+case "${1:-}" in
+    demo) shift; ensure_env; exec "$VENV/bin/slotless" demo "$@" ;;
+    test) shift; ensure_env; run_tests "$@" ;;
+    setup) ensure_env ;;
+    *) say "usage: ./dev.sh demo|test|setup [ARGS...]"; exit 2 ;;
+esac

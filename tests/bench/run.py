@@ -1,0 +1,701 @@
+"""slotless vs. a Redis Cluster, with redis-benchmark: throughput, latency and idle-client memory.
+
+Starts a 3-primary cluster (no replicas, no persistence) and slotless in front of it on free
+loopback ports, runs each workload against the cluster directly (`--cluster`) and through the
+proxy, alternating targets over several rounds, then measures the proxy's RSS with idle clients.
+Everything it starts is stopped on the way out, on errors and on Ctrl-C/SIGTERM too.
+
+    .venv/bin/python tests/bench/run.py [--rounds 3] [--seconds 3] [--workers 1] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import csv
+import math
+import os
+import resource
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Final, TextIO
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run by path: make `proxy` importable without installing
+    sys.path.insert(0, str(ROOT))
+
+from proxy.localcluster import Connection, LocalCluster, command, pick_ports  # noqa: E402
+
+CLIENTS: Final = 50
+KEYSPACE: Final = 100_000
+VALUE_SIZE: Final = 64
+MULTI_KEYS: Final = 10
+IDLE_CLIENTS: Final = 10_000
+QUICK_IDLE_CLIENTS: Final = 500
+MEMORY_GOAL_BYTES: Final = 10 * 1024
+P99_GOAL: Final = 2.0
+VALUE: Final = "v" * VALUE_SIZE
+TARGETS: Final = ("direct", "slotless")
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """One row pair of the report; `direct`/`proxied` are the arguments after the common ones."""
+
+    id: str
+    title: str
+    pipeline: int
+    direct: tuple[str, ...]
+    proxied: tuple[str, ...]
+    goal: float  # minimum slotless/direct ops/s ratio
+    p99_goal: float | None  # maximum slotless/direct p99 ratio, if the issue sets one
+    quick_requests: int
+    probe_requests: int  # the calibration run, which also warms both targets up
+
+    def args(self, target: str) -> tuple[str, ...]:
+        return self.direct if target == "direct" else self.proxied
+
+
+def _multi(name: str, key: str, with_values: bool) -> tuple[str, ...]:
+    args = [name]
+    for _ in range(MULTI_KEYS):
+        args += [key, VALUE] if with_values else [key]
+    return tuple(args)
+
+
+# `--cluster` mode replaces "{tag}" with a hash tag of a slot on the client's node, so the direct
+# target can only run a same-slot MSET/MGET (a cross-slot one fails with CROSSSLOT). Through
+# slotless the keys carry no hash tag: they land in random slots and the proxy splits and merges.
+_DIRECT_KEY: Final = "key:{tag}:__rand_int__"
+_PROXIED_KEY: Final = "key:__rand_int__"
+WORKLOADS: Final = (
+    Workload("set-p1", "SET -P1", 1, ("-t", "set"), ("-t", "set"), 0.65, P99_GOAL, 3_000, 20_000),
+    Workload("get-p1", "GET -P1", 1, ("-t", "get"), ("-t", "get"), 0.65, P99_GOAL, 3_000, 20_000),
+    Workload("set-p16", "SET -P16", 16, ("-t", "set"), ("-t", "set"), 0.45, None, 20_000, 200_000),
+    Workload("get-p16", "GET -P16", 16, ("-t", "get"), ("-t", "get"), 0.45, None, 20_000, 200_000),
+    Workload(
+        "mset",
+        "MSET x10",
+        1,
+        _multi("MSET", _DIRECT_KEY, True),
+        _multi("MSET", _PROXIED_KEY, True),
+        0.30,
+        None,
+        1_000,
+        10_000,
+    ),
+    Workload(
+        "mget",
+        "MGET x10",
+        1,
+        _multi("MGET", _DIRECT_KEY, False),
+        _multi("MGET", _PROXIED_KEY, False),
+        0.30,
+        None,
+        1_000,
+        10_000,
+    ),
+)
+
+
+class BenchError(Exception):
+    """Setup failed or the proxy died: the run cannot continue."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    ops: float
+    p50: float
+    p99: float
+
+
+@dataclass(slots=True)
+class Series:
+    samples: list[Sample] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def median(self, attr: str) -> float | None:
+        values = [getattr(s, attr) for s in self.samples]
+        return statistics.median(values) if values else None
+
+
+@dataclass(slots=True)
+class Memory:
+    clients: int = 0
+    established: int = 0
+    rss_idle: int = 0
+    rss_with: int = 0
+    rss_after: int = 0
+    error: str | None = None
+
+    @property
+    def per_client(self) -> float | None:
+        if not self.established or not self.rss_with:
+            return None
+        return (self.rss_with - self.rss_idle) / self.established
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+class Proxy:
+    """slotless as a subprocess in its own process group, stderr kept in a file."""
+
+    def __init__(self, seeds: Sequence[str], workers: int, max_clients: int, tmp: Path) -> None:
+        self.port = pick_ports(1)[0]
+        self.config = tmp / "slotless.yaml"
+        self.log_path = tmp / "slotless.stderr"
+        nodes = ", ".join(f'"{s}"' for s in seeds)
+        lines = [
+            f'listen: "127.0.0.1:{self.port}"',
+            f"workers: {workers}",
+            "upstream:",
+            "  mode: cluster",
+            f"  nodes: [{nodes}]",
+            "limits:",
+            f"  max_clients: {max_clients}",
+            "log:",
+            "  level: warning",
+        ]
+        self.config.write_text("\n".join(lines) + "\n")
+        self.argv = [sys.executable, "-m", "proxy", "--config", str(self.config)]
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def start(self, timeout: float = 20.0) -> None:
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: stop() takes any workers down too
+            )
+        atexit.register(self.stop)
+        deadline = time.monotonic() + timeout
+        while not self._answers_ping():
+            if not self.is_running():
+                raise BenchError(f"slotless exited at startup:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"slotless not answering PING after {timeout}s:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def _answers_ping(self) -> bool:
+        try:
+            return command(f"127.0.0.1:{self.port}", "PING", timeout=1.0) == b"PONG"
+        except OSError:
+            return False
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def check_alive(self) -> None:
+        if not self.is_running():
+            assert self._proc is not None
+            raise BenchError(
+                f"slotless died (exit status {self._proc.returncode}):\n{self.log_tail()}"
+            )
+
+    def stop(self) -> None:
+        atexit.unregister(self.stop)
+        if self._proc is None:
+            return
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, sig)
+            try:
+                self._proc.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError):  # workers left behind by the leader
+            os.killpg(self._proc.pid, signal.SIGKILL)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+
+def _vm_rss(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])  # the comm field may contain spaces
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def tree_rss(pid: int) -> int:
+    """VmRSS of the process plus all its descendants (the workers when workers > 1)."""
+    return sum(_vm_rss(p) for p in [pid, *_descendants(pid)])
+
+
+def _settled_rss(pid: int, pause: float) -> int:
+    time.sleep(pause)
+    return tree_rss(pid)
+
+
+@contextlib.contextmanager
+def _idle_clients(port: int, count: int) -> Iterator[list[socket.socket]]:
+    """Connect `count` sockets and PING each, so the proxy has really set every session up."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=10.0))
+        for sock in socks:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        yield [s for s in socks if _read_pong(s)]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _read_pong(sock: socket.socket) -> bool:
+    data = b""
+    try:
+        while not data.endswith(b"\r\n"):
+            chunk = sock.recv(64)
+            if not chunk:
+                return False
+            data += chunk
+    except OSError:
+        return False
+    return data == b"+PONG\r\n"
+
+
+def _warm_up(port: int) -> None:
+    """Commands to every node, so upstream connections and buffers count as idle memory."""
+    conn = Connection(f"127.0.0.1:{port}")
+    try:
+        for i in range(300):
+            conn.call("SET", f"warm:{i}", VALUE)
+            conn.call("MGET", *(f"warm:{i + j}" for j in range(MULTI_KEYS)))
+    finally:
+        conn.close()
+
+
+def measure_memory(proxy: Proxy, clients: int) -> Memory:
+    mem = Memory(clients=clients)
+    _warm_up(proxy.port)
+    mem.rss_idle = _settled_rss(proxy.pid, 1.0)
+    try:
+        with _idle_clients(proxy.port, clients) as established:
+            mem.established = len(established)
+            mem.rss_with = _settled_rss(proxy.pid, 1.0)
+    except OSError as exc:
+        mem.error = f"opening idle clients failed: {exc}"
+    mem.rss_after = _settled_rss(proxy.pid, 1.0)
+    if mem.established < clients and mem.error is None:
+        mem.error = f"only {mem.established} of {clients} idle clients got +PONG"
+    return mem
+
+
+def raise_nofile(needed: int) -> int:
+    """Raise RLIMIT_NOFILE (inherited by the proxy); the number of idle clients it allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = needed + 512
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return needed
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return min(needed, want - 512)
+
+
+# -- redis-benchmark ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Runner:
+    seeds: tuple[str, ...]
+    proxy_port: int
+    quick: bool
+
+    def argv(self, workload: Workload, target: str, requests: int | None) -> list[str]:
+        if target == "direct":
+            host, _, port = self.seeds[0].rpartition(":")
+            where = ["--cluster", "-h", host, "-p", port]
+        else:
+            where = ["-h", "127.0.0.1", "-p", str(self.proxy_port)]
+        count = "N" if requests is None else str(requests)
+        common = ["-c", str(CLIENTS), "-P", str(workload.pipeline), "-n", count]
+        common += ["-r", str(KEYSPACE), "-d", str(VALUE_SIZE), "--csv"]
+        return ["redis-benchmark", *where, *common, *workload.args(target)]
+
+    def run(self, workload: Workload, target: str, requests: int, timeout: float) -> Sample:
+        """One redis-benchmark process; raises BenchError with its output when it fails."""
+        argv = self.argv(workload, target, requests)
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"redis-benchmark timed out after {timeout:.0f}s") from None
+        rows = parse_csv(done.stdout)
+        if done.returncode != 0 or len(rows) != 1:
+            out = (done.stderr.strip() or done.stdout.strip()).splitlines()[-5:]
+            raise BenchError(
+                f"redis-benchmark exit status {done.returncode}, {len(rows)} result rows: "
+                + " | ".join(out)
+            )
+        return rows[0]
+
+
+def parse_csv(text: str) -> list[Sample]:
+    """Rows of redis-benchmark 7 `--csv` output; banner lines (--cluster) are skipped."""
+    lines = [line for line in text.splitlines() if line.startswith('"')]
+    samples = []
+    for row in csv.DictReader(lines):
+        try:
+            samples.append(
+                Sample(
+                    float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"])
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return samples
+
+
+def flushall(seeds: Sequence[str]) -> None:
+    # Every run starts from an empty keyspace: see README "Reads miss on both targets".
+    for addr in seeds:
+        command(addr, "FLUSHALL", "SYNC", timeout=30.0)
+
+
+def calibrate(runner: Runner, workload: Workload, target: str, seconds: float) -> int:
+    """-n for a run of about `seconds`, from one short probe run."""
+    flushall(runner.seeds)
+    probe = runner.run(workload, target, workload.probe_requests, timeout=120.0)
+    requests = max(CLIENTS * workload.pipeline * 10, int(probe.ops * seconds))
+    return int(math.ceil(requests / 1000) * 1000)
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    if value is not None:
+        return format(value, spec)
+    width = spec[: len(spec) - len(spec.lstrip("0123456789"))]  # "10,.0f" -> "10"
+    return "-".rjust(int(width or 0))
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def report(
+    out: TextIO,
+    header: Sequence[str],
+    workloads: Sequence[Workload],
+    results: dict[tuple[str, str], Series],
+    memory: Memory | None,
+) -> float | None:
+    """Write the report; returns the geometric mean of the ops/s ratios (the last line)."""
+    for line in header:
+        out.write(line + "\n")
+    out.write("\n")
+    cols = (
+        f"{'workload':<10} {'target':<9} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'ratio':>6} {'p99 ratio':>9}  goal"
+    )
+    out.write(cols + "\n" + "-" * len(cols) + "\n")
+    ratios = []
+    for w in workloads:
+        direct, proxied = results[(w.id, "direct")], results[(w.id, "slotless")]
+        ops_ratio = _ratio(proxied.median("ops"), direct.median("ops"))
+        p99_ratio = _ratio(proxied.median("p99"), direct.median("p99")) if w.pipeline == 1 else None
+        if ops_ratio is not None:
+            ratios.append(ops_ratio)
+        for target, series in (("direct", direct), ("slotless", proxied)):
+            line = (
+                f"{w.title:<10} {target:<9} {_fmt(series.median('ops'), '10,.0f')}"
+                f" {_fmt(series.median('p50'), '8.3f')} {_fmt(series.median('p99'), '8.3f')}"
+            )
+            if target == "slotless":
+                goals = _goal_text(w, ops_ratio, p99_ratio)
+                line += f" {_fmt(ops_ratio, '6.2f')} {_fmt(p99_ratio, '9.2f')}  {goals}"
+            if series.errors:
+                line += f"  [{len(series.errors)} failed run(s)]"
+            out.write(line.rstrip() + "\n")
+    out.write("\n")
+    if memory is not None:
+        _memory_report(out, memory)
+    gmean = math.exp(statistics.fmean(math.log(r) for r in ratios)) if ratios else None
+    counted = f"over {len(ratios)} of {len(workloads)} workloads"
+    gm = _fmt(gmean, ".3f")
+    out.write(f"geometric mean of ops/s ratios (slotless/direct, {counted}): {gm}\n")
+    out.flush()
+    return gmean
+
+
+def _goal_text(w: Workload, ops_ratio: float | None, p99_ratio: float | None) -> str:
+    def mark(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("ok" if ok else "MISS")
+
+    text = f"ops>={w.goal:.2f} {mark(None if ops_ratio is None else ops_ratio >= w.goal)}"
+    if w.p99_goal is not None:
+        ok = None if p99_ratio is None else p99_ratio <= w.p99_goal
+        text += f", p99<={w.p99_goal:g}x {mark(ok)}"
+    return text
+
+
+def _memory_report(out: TextIO, mem: Memory) -> None:
+    mib = 1024 * 1024
+    per = mem.per_client
+    verdict = "n/a" if per is None else ("ok" if per <= MEMORY_GOAL_BYTES else "MISS")
+    out.write("memory: slotless VmRSS (process + children)\n")
+    out.write(f"  {'idle':<34} {mem.rss_idle / mib:10.1f} MiB\n")
+    out.write(f"  {f'with {mem.established} idle clients':<34} {mem.rss_with / mib:10.1f} MiB\n")
+    out.write(f"  {'after closing them':<34} {mem.rss_after / mib:10.1f} MiB\n")
+    per_text = "-" if per is None else f"{per:,.0f} bytes"
+    out.write(f"  {'per idle client':<34} {per_text:>14}  goal <=10 KiB {verdict}\n")
+    if mem.error:
+        out.write(f"  problem: {mem.error}\n")
+    out.write("\n")
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per target (default 3)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per run (default 3)")
+    parser.add_argument("--workers", type=int, default=1, help="slotless workers (default 1)")
+    parser.add_argument(
+        "--only",
+        metavar="IDS",
+        help="comma-separated workloads: " + ",".join(w.id for w in WORKLOADS),
+    )
+    parser.add_argument(
+        "--idle-clients", type=int, default=None, help=f"default {IDLE_CLIENTS:,}; 0 skips"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 round, tiny runs, 500 idle clients"
+    )
+    return parser
+
+
+def _select(only: str | None) -> list[Workload]:
+    if not only:
+        return list(WORKLOADS)
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    known = {w.id: w for w in WORKLOADS}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise SystemExit(f"unknown workload(s) {unknown}; known: {', '.join(known)}")
+    return [known[w] for w in wanted]
+
+
+def _progress(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def _shown_path(path: str) -> str:
+    """The interpreter as typed from the repo root (.venv/bin/python), else as is."""
+    with contextlib.suppress(ValueError):
+        return str(Path(path).relative_to(ROOT))
+    return path
+
+
+def _header(args: argparse.Namespace, runner: Runner, workloads: Sequence[Workload]) -> list[str]:
+    rounds = 1 if args.quick else args.rounds
+    length = "quick (fixed -n)" if args.quick else f"~{args.seconds:g} s per run"
+    lines = [
+        "slotless benchmark: 3 primaries, no replicas, no persistence; redis-benchmark "
+        + subprocess.run(["redis-benchmark", "--version"], capture_output=True, text=True)
+        .stdout.strip()
+        .removeprefix("redis-benchmark "),
+        f"{rounds} round(s), targets alternating, {length}; medians over rounds;"
+        f" workers {args.workers}; {os.cpu_count()} CPUs",
+        "command: " + shlex.join([_shown_path(sys.executable), *sys.argv]),
+        "redis-benchmark command lines (N calibrated per workload and target):",
+    ]
+    for w in workloads:
+        for target in TARGETS:
+            argv = runner.argv(w, target, None)
+            cmd = w.args(target)
+            if len(cmd) > 4:  # MSET/MGET: one key (and value), not ten
+                step = 2 if cmd[2] == VALUE else 1
+                argv = [*argv[: -len(cmd)], *cmd[: 1 + step]]
+            shown = shlex.join(argv).replace(VALUE, f"<{VALUE_SIZE} x v>")
+            if len(cmd) > 4:
+                shown += f" ... x{MULTI_KEYS}"
+            lines.append(f"  {w.title:<9} {target:<9} {shown}")
+    return lines
+
+
+def bench(args: argparse.Namespace, tmp: Path) -> int:
+    workloads = _select(args.only)
+    rounds = 1 if args.quick else args.rounds
+    wanted_idle = args.idle_clients
+    if wanted_idle is None:
+        wanted_idle = QUICK_IDLE_CLIENTS if args.quick else IDLE_CLIENTS
+    idle = raise_nofile(wanted_idle) if wanted_idle else 0
+    cluster = LocalCluster(primaries=3, replicas=0, base_dir=tmp / "cluster")
+    proxy: Proxy | None = None
+    try:
+        _progress("starting a 3-primary Redis Cluster ...")
+        cluster.start()
+        seeds = tuple(cluster.seeds)
+        proxy = Proxy(seeds, args.workers, max(idle, 1000) + 1000, tmp)
+        _progress(f"starting slotless on 127.0.0.1:{proxy.port}: {shlex.join(proxy.argv)}")
+        proxy.start()
+        runner = Runner(seeds, proxy.port, args.quick)
+        memory = None
+        if idle:
+            _progress(f"memory: opening {idle:,} idle client connections ...")
+            memory = measure_memory(proxy, idle)
+            proxy.check_alive()
+        results = run_rounds(runner, proxy, workloads, rounds, args)
+        header = _header(args, runner, workloads)
+        if idle and idle < wanted_idle:
+            header.append(f"note: RLIMIT_NOFILE allows only {idle} idle clients")
+        _log_summary(proxy)
+        report(sys.stdout, header, workloads, results, memory)
+        failed = any(s.errors for s in results.values()) or (memory and memory.error)
+        return 1 if failed else 0
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        cluster.stop()
+
+
+def run_rounds(
+    runner: Runner,
+    proxy: Proxy,
+    workloads: Sequence[Workload],
+    rounds: int,
+    args: argparse.Namespace,
+) -> dict[tuple[str, str], Series]:
+    results = {(w.id, t): Series() for w in workloads for t in TARGETS}
+    requests = {}
+    for w in workloads:
+        for t in TARGETS:
+            if args.quick:
+                requests[(w.id, t)] = w.quick_requests
+                continue
+            try:
+                requests[(w.id, t)] = calibrate(runner, w, t, args.seconds)
+            except BenchError as exc:
+                proxy.check_alive()
+                results[(w.id, t)].errors.append(f"calibration: {exc}")
+                requests[(w.id, t)] = w.probe_requests
+            _progress(f"calibrated {w.title} {t}: -n {requests[(w.id, t)]}")
+    timeout = 60.0 if args.quick else args.seconds * 10 + 60
+    for r in range(rounds):
+        for w in workloads:
+            order = TARGETS if r % 2 == 0 else TARGETS[::-1]
+            for t in order:
+                _one_run(runner, proxy, w, t, requests[(w.id, t)], timeout, results, r + 1)
+    return results
+
+
+def _one_run(
+    runner: Runner,
+    proxy: Proxy,
+    w: Workload,
+    target: str,
+    requests: int,
+    timeout: float,
+    results: dict[tuple[str, str], Series],
+    round_no: int,
+) -> None:
+    flushall(runner.seeds)
+    started = time.monotonic()
+    series = results[(w.id, target)]
+    try:
+        s = runner.run(w, target, requests, timeout)
+    except BenchError as exc:
+        proxy.check_alive()
+        series.errors.append(str(exc))
+        _progress(f"round {round_no} {w.title} {target}: FAILED: {exc}")
+        return
+    series.samples.append(s)
+    took = time.monotonic() - started
+    _progress(
+        f"round {round_no} {w.title:<9} {target:<9} {s.ops:>10,.0f} ops/s"
+        f"  p50 {s.p50:.3f}  p99 {s.p99:.3f} ms  ({took:.1f} s)"
+    )
+
+
+def _log_summary(proxy: Proxy) -> None:
+    text = proxy.log_text()
+    if text.strip():
+        tracebacks = text.count("Traceback")
+        _progress(
+            f"slotless stderr ({len(text.splitlines())} lines, {tracebacks} tracebacks), tail:\n"
+            + proxy.log_tail()
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        with tempfile.TemporaryDirectory(prefix="slotless-bench-") as tmp:
+            return bench(args, Path(tmp))
+    except BenchError as exc:
+        _progress(f"benchmark failed: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _progress("interrupted; everything started was stopped")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
