@@ -1,5 +1,7 @@
 """RequestReader: hiredis fast path + Redis's rules, whatever the chunking."""
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +15,7 @@ def feed_in_chunks(data: bytes, cuts: list[int]) -> tuple[list[list[bytes]], str
     reader = RequestReader(LIMITS)
     out: list[list[bytes]] = []
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    for start, end in zip(points, points[1:], strict=False):
+    for start, end in itertools.pairwise(points):
         out += reader.feed(data[start:end])
         if reader.error:
             break

@@ -142,7 +142,7 @@ async def test_one_write_per_batch_of_ready_replies() -> None:
 
 
 async def test_requests_split_across_reads() -> None:
-    session, transport, dispatcher = connect()
+    session, _transport, dispatcher = connect()
     raw = pack_command([b"SET", b"key", b"v" * 1000])
     for i in range(0, len(raw), 7):
         session.data_received(raw[i : i + 7])
@@ -150,7 +150,7 @@ async def test_requests_split_across_reads() -> None:
 
 
 async def test_protocol_error_after_earlier_replies_then_close() -> None:
-    session, transport, dispatcher = connect()
+    session, transport, _dispatcher = connect()
     session.data_received(b"*1\r\n$4\r\nPING\r\n*1\r\nfoo\r\n")
     await settle()
     assert transport.data == b"+PONG\r\n-ERR Protocol error: expected '$', got 'f'\r\n"
