@@ -28,7 +28,7 @@ log = structlog.get_logger("slotless.server")
 class ServerState:
     """What every session shares: config, topology, pool, dispatcher, the session set."""
 
-    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, worker: int = 0) -> None:
         self.config = config
         self.loop = loop
         limits = config.limits
@@ -41,7 +41,8 @@ class ServerState:
         self.topology = Topology(config, self.pool, loop)
         self.dispatcher = Dispatcher(self.topology, self.pool, config.upstream, loop)
         self.sessions: set[ClientSession] = set()
-        self._ids = itertools.count(1)
+        # Client ids stay unique across worker processes: worker i hands out i+1, i+1+N, ...
+        self._ids = itertools.count(worker + 1, max(1, config.workers))
         self._tasks: set[asyncio.Task[Any]] = set()
         self.accepting = True
 
@@ -78,15 +79,16 @@ class ServerState:
 
 
 class Server:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, worker: int = 0) -> None:
         self.config = config
+        self.worker = worker
         self.state: ServerState | None = None
         self._server: asyncio.Server | None = None
         self.address: tuple[str, int] | None = None
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        state = self.state = ServerState(self.config, loop)
+        state = self.state = ServerState(self.config, loop, self.worker)
         state.pool.start()
         await state.topology.start()
         listen = self.config.listen
@@ -95,6 +97,7 @@ class Server:
             listen.host,
             listen.port,
             reuse_address=True,
+            reuse_port=self.config.workers > 1,
             backlog=1024,
         )
         sockname = self._server.sockets[0].getsockname()
@@ -129,8 +132,8 @@ class Server:
         log.info("stopped", clients_closed=len(state.sessions))
 
 
-async def serve(config: Config) -> int:
-    server = Server(config)
+async def serve(config: Config, worker: int = 0) -> int:
+    server = Server(config, worker)
     try:
         await server.start()
     except OSError as exc:
@@ -147,6 +150,14 @@ async def serve(config: Config) -> int:
 
 
 def run(config: Config) -> int:
-    """Run the proxy until SIGTERM/SIGINT; the exit code."""
+    """Run the proxy until SIGTERM/SIGINT (N worker processes if configured); the exit code."""
+    if config.workers > 1:
+        from proxy.workers import Supervisor
+
+        return Supervisor(config, run_worker).run()
+    return run_worker(config)
+
+
+def run_worker(config: Config, worker: int = 0) -> int:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(serve(config))
+        return runner.run(serve(config, worker))

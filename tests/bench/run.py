@@ -80,10 +80,10 @@ def _multi(name: str, key: str, with_values: bool) -> tuple[str, ...]:
 _DIRECT_KEY: Final = "key:{tag}:__rand_int__"
 _PROXIED_KEY: Final = "key:__rand_int__"
 WORKLOADS: Final = (
-    Workload("set-p1", "SET -P1", 1, ("-t", "set"), ("-t", "set"), 0.65, P99_GOAL, 3_000, 20_000),
-    Workload("get-p1", "GET -P1", 1, ("-t", "get"), ("-t", "get"), 0.65, P99_GOAL, 3_000, 20_000),
-    Workload("set-p16", "SET -P16", 16, ("-t", "set"), ("-t", "set"), 0.45, None, 20_000, 200_000),
-    Workload("get-p16", "GET -P16", 16, ("-t", "get"), ("-t", "get"), 0.45, None, 20_000, 200_000),
+    Workload("set-p1", "SET -P1", 1, ("-t", "set"), ("-t", "set"), 0.65, P99_GOAL, 3_000, 50_000),
+    Workload("get-p1", "GET -P1", 1, ("-t", "get"), ("-t", "get"), 0.65, P99_GOAL, 3_000, 50_000),
+    Workload("set-p16", "SET -P16", 16, ("-t", "set"), ("-t", "set"), 0.45, None, 20_000, 500_000),
+    Workload("get-p16", "GET -P16", 16, ("-t", "get"), ("-t", "get"), 0.45, None, 20_000, 500_000),
     Workload(
         "mset",
         "MSET x10",
@@ -93,7 +93,7 @@ WORKLOADS: Final = (
         0.30,
         None,
         1_000,
-        10_000,
+        20_000,
     ),
     Workload(
         "mget",
@@ -104,7 +104,7 @@ WORKLOADS: Final = (
         0.30,
         None,
         1_000,
-        10_000,
+        20_000,
     ),
 )
 
@@ -416,7 +416,12 @@ def calibrate(runner: Runner, workload: Workload, target: str, seconds: float) -
     """-n for a run of about `seconds`, from one short probe run."""
     flushall(runner.seeds)
     probe = runner.run(workload, target, workload.probe_requests, timeout=120.0)
-    requests = max(CLIENTS * workload.pipeline * 10, int(probe.ops * seconds))
+    return sized(workload, probe.ops, seconds)
+
+
+def sized(workload: Workload, ops: float, seconds: float) -> int:
+    """-n for `seconds` at `ops` per second; later rounds are sized from the previous one."""
+    requests = max(CLIENTS * workload.pipeline * 10, int(ops * seconds))
     return int(math.ceil(requests / 1000) * 1000)
 
 
@@ -639,7 +644,9 @@ def run_rounds(
         for w in workloads:
             order = TARGETS if r % 2 == 0 else TARGETS[::-1]
             for t in order:
-                _one_run(runner, proxy, w, t, requests[(w.id, t)], timeout, results, r + 1)
+                s = _one_run(runner, proxy, w, t, requests[(w.id, t)], timeout, results, r + 1)
+                if s is not None and not args.quick:
+                    requests[(w.id, t)] = sized(w, s.ops, args.seconds)
     return results
 
 
@@ -652,7 +659,7 @@ def _one_run(
     timeout: float,
     results: dict[tuple[str, str], Series],
     round_no: int,
-) -> None:
+) -> Sample | None:
     flushall(runner.seeds)
     started = time.monotonic()
     series = results[(w.id, target)]
@@ -662,13 +669,14 @@ def _one_run(
         proxy.check_alive()
         series.errors.append(str(exc))
         _progress(f"round {round_no} {w.title} {target}: FAILED: {exc}")
-        return
+        return None
     series.samples.append(s)
     took = time.monotonic() - started
     _progress(
         f"round {round_no} {w.title:<9} {target:<9} {s.ops:>10,.0f} ops/s"
-        f"  p50 {s.p50:.3f}  p99 {s.p99:.3f} ms  ({took:.1f} s)"
+        f"  p50 {s.p50:.3f}  p99 {s.p99:.3f} ms  (-n {requests}, {took:.1f} s)"
     )
+    return s
 
 
 def _log_summary(proxy: Proxy) -> None:
