@@ -27,6 +27,7 @@ _NOT_SERVED = replies.SLOT_NOT_SERVED.encode()
 
 class ReplySink(Protocol):
     resp3: bool
+    flush_scheduled: bool
 
     def on_ready(self) -> None: ...
 
@@ -52,7 +53,11 @@ class Request:
             and self.dispatcher.redirect(self, raw, conn)
         ):
             return
-        self.deliver(raw)
+        # deliver(), inlined: this runs once per reply.
+        self.reply = raw
+        session = self.session
+        if not session.flush_scheduled:
+            session.on_ready()
 
     def deliver(self, raw: bytes) -> None:
         self.reply = raw
@@ -88,6 +93,15 @@ class Part(Request):
         super().__init__(dispatcher, parent.session, raw, slot)
         self.parent = parent
         self.index = index
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        if (
+            raw[0] == 45
+            and raw.startswith(CLUSTER_ERROR_PREFIXES)
+            and self.dispatcher.redirect(self, raw, conn)
+        ):
+            return
+        self.parent.part_done(self.index, raw)
 
     def deliver(self, raw: bytes) -> None:
         self.parent.part_done(self.index, raw)

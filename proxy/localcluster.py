@@ -245,6 +245,10 @@ class RedisProcess:
                 self.argv(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
             )
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Wait until OUR process answers on the port (a process_id check, not just PING)."""
         assert self._proc is not None, "spawn() first"

@@ -51,6 +51,8 @@ class UpstreamPool:
         # Shared connections per (node, protocol): RESP3 clients get RESP3 upstreams, so
         # replies are still forwarded byte for byte in the client's protocol.
         self._conns: dict[tuple[str, bool], list[UpstreamConnection]] = {}
+        # The hot path's view: the first shared connection per node, RESP2 and RESP3.
+        self.first: tuple[dict[str, UpstreamConnection], dict[str, UpstreamConnection]] = ({}, {})
         self._rr = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -64,6 +66,10 @@ class UpstreamPool:
 
     def get(self, addr: str, resp3: bool = False) -> UpstreamConnection:
         """A connection to `addr` (connecting if needed); spreads over connections_per_node."""
+        if self._per_node == 1:
+            conn = self.first[resp3].get(addr)
+            if conn is not None and not conn.closed:
+                return conn
         key = (addr, resp3)
         conns = self._conns.get(key)
         if conns is None:
@@ -71,12 +77,14 @@ class UpstreamPool:
         if len(conns) < self._per_node:
             conn = self._connect(addr, resp3)
             conns.append(conn)
+            self.first[resp3][addr] = conns[0]
             return conn
         conn = conns[next(self._rr) % self._per_node] if self._per_node > 1 else conns[0]
         if conn.closed:
             conns.remove(conn)
             conn = self._connect(addr, resp3)
             conns.append(conn)
+            self.first[resp3][addr] = conns[0]
         return conn
 
     def handshake(self, resp3: bool) -> bytes | None:
@@ -114,6 +122,8 @@ class UpstreamPool:
         conns = self._conns.get((conn.addr, conn.resp3))
         if conns is not None and conn in conns:
             conns.remove(conn)
+        if self.first[conn.resp3].get(conn.addr) is conn:
+            del self.first[conn.resp3][conn.addr]
         if not self._closed:
             log.warning("upstream_connection_lost", node=conn.addr, reason=why)
             if self._on_node_lost is not None:
@@ -141,6 +151,8 @@ class UpstreamPool:
             for conn in conns:
                 conn.close()
         self._conns.clear()
+        self.first[0].clear()
+        self.first[1].clear()
         for task in self._tasks:
             task.cancel()
 

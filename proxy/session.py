@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from binascii import crc_hqx
 from collections import deque
 from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
 
+from proxy.dispatch import Request
 from proxy.framing import RequestReader
 from proxy.local import LocalCommands
 from proxy.pipe import Pipe
 from routing import replies
-from routing.plan import Local, Reply, Split
+from routing.plan import ANY_NODE, Local, Reply, Split
 from routing.resp import Args, encode_error, pack_command
+from routing.slots import key_hash_slot
 
 if TYPE_CHECKING:
     from proxy.server import ServerState
@@ -51,7 +54,7 @@ class ClientSession(asyncio.Protocol):
         self._reader = RequestReader(state.request_limits)
         self._queue: deque[Entry] = deque()
         self._transport: asyncio.Transport | None = None
-        self._flush_scheduled = False
+        self.flush_scheduled = False
         self._closing = False  # close once the queue is written (QUIT, protocol error)
         self._closed = False
         self._reading_paused = False
@@ -83,10 +86,7 @@ class ClientSession(asyncio.Protocol):
             return
         requests = self._reader.feed(data)
         try:
-            for args in requests:
-                self.handle(args)
-                if self._closing:
-                    break
+            self._handle_all(requests)
         except Exception:
             self._log.exception("request_failed")
             self._queue.append(Ready(replies.INTERNAL.encode()))
@@ -114,6 +114,48 @@ class ClientSession(asyncio.Protocol):
         self._maybe_resume_reading()
 
     # --- requests -------------------------------------------------------------------------
+
+    def _handle_all(self, requests: list[Args]) -> None:
+        """The hot path: single-key commands go straight to their node's connection.
+
+        This is plan() + Dispatcher.forward() inlined for what Router.direct lists; anything
+        else, or anything unusual (wrong arity, no owner), takes the general path.
+        """
+        state = self._state
+        topology = state.topology
+        direct = topology.router.direct
+        slotmap = topology.slotmap
+        owners = slotmap.owners if slotmap is not None else None
+        pool = state.pool
+        first = pool.first[self.resp3]
+        dispatcher = state.dispatcher
+        queue = self._queue
+        for args in requests:
+            route = direct.get(args[0]) if self.pipe is None else None
+            if route is not None:
+                index, arity = route
+                addr = None
+                slot = ANY_NODE
+                if not index:
+                    addr = topology.any_primary()
+                elif owners is not None:
+                    argc = len(args)
+                    if argc == arity or (arity < 0 and argc >= -arity):
+                        key = args[index]
+                        slot = key_hash_slot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+                        addr = owners[slot]
+                if addr is not None:
+                    conn = first.get(addr)
+                    if conn is None or conn.closed:
+                        conn = pool.get(addr, self.resp3)
+                    raw = pack_command(args)
+                    request = Request(dispatcher, self, raw, slot)
+                    queue.append(request)
+                    conn.send(raw, request)
+                    continue
+            self.handle(args)
+            if self._closing:
+                break
 
     def handle(self, args: Args) -> None:
         """Plan one request and put its entry in the reply queue."""
@@ -154,12 +196,12 @@ class ClientSession(asyncio.Protocol):
     # --- replies --------------------------------------------------------------------------
 
     def on_ready(self) -> None:
-        if not self._flush_scheduled and not self._closed:
-            self._flush_scheduled = True
+        if not self.flush_scheduled and not self._closed:
+            self.flush_scheduled = True
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
+        self.flush_scheduled = False
         transport = self._transport
         if transport is None or self._closed:
             return

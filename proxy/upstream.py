@@ -34,6 +34,24 @@ class Discard:
 
 
 DISCARD = Discard()
+
+
+def _reply_end(buf: bytes, pos: int, size: int) -> int:
+    """reply_end with the common replies (bulk, status, integer) inline: the hot path."""
+    kind = buf[pos]
+    if kind == 36:  # '$'
+        newline = buf.find(b"\r\n", pos)
+        if newline < 0:
+            return -1
+        length = int(buf[pos + 1 : newline])
+        end = newline + 4 + length if length >= 0 else newline + 2
+        return end if end <= size else -1
+    if kind == 43 or kind == 58:  # '+' ':'
+        newline = buf.find(b"\r\n", pos)
+        return newline + 2 if newline >= 0 else -1
+    return reply_end(buf, pos)
+
+
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
 
@@ -121,18 +139,21 @@ class UpstreamConnection(asyncio.Protocol):
         pending = self.pending
         pos = 0
         size = len(buf)
-        try:
-            while pos < size:
-                end = reply_end(buf, pos)
-                if end < 0:
-                    break
-                if not pending:
-                    raise ReplyProtocolError("a reply nobody asked for")
-                pending.popleft().on_reply(buf[pos:end], self)
-                pos = end
-        except ReplyProtocolError as exc:
-            self.abort(f"sent an invalid reply ({exc})")
-            return
+        while pos < size:
+            try:
+                end = _reply_end(buf, pos, size)
+            except (ReplyProtocolError, ValueError) as exc:
+                self.abort(f"sent an invalid reply ({exc})")
+                return
+            if end < 0:
+                break
+            if not pending:
+                self.abort("sent a reply nobody asked for")
+                return
+            pending.popleft().on_reply(buf[pos:end], self)
+            pos = end
+            if self.closed:  # a waiter gave up on this connection (failed handshake)
+                return
         self._buf = buf[pos:] if pos < size else b""
         self.last_progress = self._loop.time()
 
@@ -168,8 +189,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self.pending:
             reply = self._lost_reply(why)
             pending, self.pending = self.pending, deque()
-            for waiter in pending:
-                waiter.on_reply(reply, self)
+            while pending:
+                pending.popleft().on_reply(reply, self)
         if first and self._on_lost is not None:
             self._on_lost(self, why)
 

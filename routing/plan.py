@@ -73,17 +73,44 @@ _PONG: Final = Reply(b"+PONG\r\n")
 class Router:
     """Plans requests for one command table and mode; built once per table."""
 
-    __slots__ = ("_handlers", "mode", "table")
+    __slots__ = ("_handlers", "direct", "mode", "table")
 
     def __init__(self, table: CommandTable, mode: Mode) -> None:
         self.table = table
         self.mode = mode
         self._handlers: dict[bytes, Handler] = {}
+        # The hot path's shortcut: name -> (argv index of the one key, arity) for commands
+        # that plan() would route by that key's slot alone (cluster), or -> (0, 0) for
+        # commands forwarded as they are (standalone). Both casings of each name.
+        self.direct: dict[bytes, tuple[int, int]] = {}
         for spec in table:
             handler = self._make_handler(spec)
             name = spec.name
             self._handlers[name] = handler
             self._handlers[name.upper()] = handler
+            shortcut = self._direct_route(spec, handler)
+            if shortcut is not None:
+                self.direct[name] = self.direct[name.upper()] = shortcut
+
+    def _direct_route(self, spec: CommandSpec, handler: Handler) -> tuple[int, int] | None:
+        if handler is _any_node and self.mode == "standalone":
+            return (0, 0)
+        if self.mode == "cluster" and not spec.subcommands and self._is_single_key(spec):
+            index = simple_key_index(spec)
+            if index is not None:
+                return (index, spec.arity)
+        return None
+
+    def _is_single_key(self, spec: CommandSpec) -> bool:
+        name = spec.name
+        return not (
+            name in LOCAL_COMMANDS
+            or name in CLUSTER_ONLY_COMMANDS
+            or name in SESSION_COMMANDS
+            or name in (b"ping", b"echo", b"xread", b"xreadgroup")
+            or spec.is_blocking
+            or spec.request_policy is not None
+        )
 
     def plan(self, args: Args) -> Plan:
         """Decide how to serve one request (see the module docstring)."""

@@ -77,7 +77,13 @@ class FakeDispatcher:
 class FakeTopology:
     def __init__(self) -> None:
         self.router = Router(table(), "cluster")
+        self.router.direct.clear()  # every request through plan() and the fake dispatcher
         self.server_version = "7.0.15"
+        self.slotmap = None
+
+
+class FakePool:
+    first: tuple[dict[str, object], dict[str, object]] = ({}, {})
 
 
 class FakeState:
@@ -87,6 +93,7 @@ class FakeState:
         self.request_limits = RequestLimits()
         self.topology = FakeTopology()
         self.dispatcher = FakeDispatcher()
+        self.pool = FakePool()
         self.sessions: set[ClientSession] = set()
         self._ids = iter(range(1, 1000))
 

@@ -1,0 +1,88 @@
+"""Upstream failures: auth, a node that hangs, no node reachable at startup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from proxy.localcluster import Connection, RedisProcess, command, pick_ports, start_standalone
+from tests.integration.proxy_thread import ProxyThread, proxy_config
+
+
+def strict(port: int) -> redis.Redis:
+    return redis.Redis(port=port, retry=Retry(NoBackoff(), 0), socket_timeout=20, protocol=2)
+
+
+def test_upstream_auth_with_password() -> None:
+    server = start_standalone()
+    try:
+        command(server.addr, "CONFIG", "SET", "requirepass", "s3cret")
+        with ProxyThread(proxy_config("standalone", [server.addr], password="s3cret")) as proxy:
+            with strict(proxy.port) as client:
+                assert client.set("auth:k", "v") and client.get("auth:k") == b"v"
+                # a client with per-connection state gets its own authenticated connection
+                pipe = client.pipeline(transaction=True)
+                pipe.incr("auth:n").incr("auth:n")
+                assert pipe.execute() == [1, 2]
+            with redis.Redis(port=proxy.port, protocol=3) as client3:
+                assert client3.get("auth:k") == b"v"
+        with ProxyThread(proxy_config("standalone", [server.addr], password="wrong")) as proxy:
+            with strict(proxy.port) as client, pytest.raises(redis.ResponseError, match="upstream"):
+                client.get("auth:k")
+    finally:
+        admin = Connection(server.addr)
+        admin.call("AUTH", "s3cret")
+        admin.call("CONFIG", "SET", "requirepass", "")
+        admin.close()
+        server.close()
+
+
+def test_a_hung_node_times_out_with_an_error_then_recovers() -> None:
+    server = start_standalone()
+    try:
+        config = proxy_config("standalone", [server.addr], command_timeout=1.0)
+        with ProxyThread(config) as proxy, strict(proxy.port) as client:
+            assert client.set("hang:k", "v")
+            pid = server.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                with pytest.raises(redis.ResponseError, match=rf"upstream {server.addr} timed out"):
+                    client.get("hang:k")
+                assert time.monotonic() - started < 5
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    assert client.get("hang:k") == b"v"
+                    break
+                except redis.ResponseError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+    finally:
+        server.close()
+
+
+def test_proxy_starts_without_upstream_and_serves_once_it_appears(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    port = pick_ports(1)[0]
+    server = RedisProcess(port, tmp_path / "late")
+    with ProxyThread(proxy_config("standalone", [server.addr], connect_timeout=0.5)) as proxy:
+        with strict(proxy.port) as client:
+            with pytest.raises(
+                redis.ResponseError, match=rf"upstream {server.addr} connect failed"
+            ):
+                client.get("late:k")
+            server.start()
+            try:
+                assert client.set("late:k", "v")
+                assert client.get("late:k") == b"v"
+            finally:
+                server.close()
