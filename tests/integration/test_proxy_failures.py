@@ -32,9 +32,13 @@ def test_upstream_auth_with_password() -> None:
                 assert pipe.execute() == [1, 2]
             with redis.Redis(port=proxy.port, protocol=3) as client3:
                 assert client3.get("auth:k") == b"v"
-        with ProxyThread(proxy_config("standalone", [server.addr], password="wrong")) as proxy:
-            with strict(proxy.port) as client, pytest.raises(redis.ResponseError, match="upstream"):
-                client.get("auth:k")
+        wrong = proxy_config("standalone", [server.addr], password="wrong")
+        with (
+            ProxyThread(wrong) as proxy,
+            strict(proxy.port) as client,
+            pytest.raises(redis.ResponseError, match="upstream"),
+        ):
+            client.get("auth:k")
     finally:
         admin = Connection(server.addr)
         admin.call("AUTH", "s3cret")
@@ -74,15 +78,13 @@ def test_a_hung_node_times_out_with_an_error_then_recovers() -> None:
 def test_proxy_starts_without_upstream_and_serves_once_it_appears(tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = pick_ports(1)[0]
     server = RedisProcess(port, tmp_path / "late")
-    with ProxyThread(proxy_config("standalone", [server.addr], connect_timeout=0.5)) as proxy:
-        with strict(proxy.port) as client:
-            with pytest.raises(
-                redis.ResponseError, match=rf"upstream {server.addr} connect failed"
-            ):
-                client.get("late:k")
-            server.start()
-            try:
-                assert client.set("late:k", "v")
-                assert client.get("late:k") == b"v"
-            finally:
-                server.close()
+    config = proxy_config("standalone", [server.addr], connect_timeout=0.5)
+    with ProxyThread(config) as proxy, strict(proxy.port) as client:
+        with pytest.raises(redis.ResponseError, match=rf"upstream {server.addr} connect failed"):
+            client.get("late:k")
+        server.start()
+        try:
+            assert client.set("late:k", "v")
+            assert client.get("late:k") == b"v"
+        finally:
+            server.close()
