@@ -1,0 +1,88 @@
+"""Redirects driven step by step: SETSLOT MIGRATING/IMPORTING + MIGRATE force ASK, TRYAGAIN
+and MOVED; the client sees none of them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from proxy.localcluster import LocalCluster, command, split_addr
+from routing.slots import key_hash_slot
+from tests.integration.proxy_thread import ProxyThread, proxy_config
+
+FreshCluster = Callable[..., LocalCluster]
+
+
+def test_ask_tryagain_and_moved_are_absorbed(fresh_cluster: FreshCluster) -> None:
+    cluster = fresh_cluster(primaries=3, replicas=0)
+    slot = key_hash_slot(b"r")
+    source = cluster.owner_of_slot(slot)
+    target = next(p for p in cluster.primaries() if p != source)
+    with (
+        ProxyThread(proxy_config("cluster", cluster.seeds, retry_timeout=5.0)) as proxy,
+        redis.Redis(port=proxy.port, retry=Retry(NoBackoff(), 0), protocol=2) as client,
+    ):
+        assert client.mset({"{r}a": "A", "{r}b": "B", "{r}c": "C"})
+        cluster.begin_migration(slot, target)
+        host, port = split_addr(target)
+        assert command(source, "MIGRATE", host, port, "{r}a", 0, 5000) == b"OK"
+        state = proxy.server.state
+        assert state is not None
+        before = state.topology.redirects
+
+        assert client.get("{r}a") == b"A"  # source answers ASK: ASKING + GET on the target
+        assert client.get("{r}b") == b"B"  # still on the source
+        assert client.set("{r}new", "N")  # new key in a migrating slot: ASK to the target
+        assert command(target, "ASKING") == b"OK"
+        assert state.topology.redirects >= before + 2
+
+        # Keys split between source and target: the source says TRYAGAIN until the
+        # migration ends; slotless retries within retry_timeout.
+        finisher = threading.Timer(0.5, lambda: cluster.migrate_slot(slot, target))
+        finisher.start()
+        started = time.monotonic()
+        assert client.mget("{r}a", "{r}b", "{r}c") == [b"A", b"B", b"C"]
+        assert time.monotonic() - started >= 0.3  # it really had to wait
+        finisher.join()
+
+        assert cluster.owner_of_slot(slot) == target
+        moved_before = state.topology.redirects
+        assert client.get("{r}new") == b"N"  # MOVED from the old owner, map updated
+        assert client.get("{r}b") == b"B"
+        deadline = time.monotonic() + 5
+        while (
+            state.topology.slotmap is not None
+            and state.topology.slotmap.node_for_slot(slot) != target
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert state.topology.redirects >= moved_before
+
+
+def test_redirect_budget_returns_the_last_error(fresh_cluster: FreshCluster) -> None:
+    """A slot stuck migrating with split keys: TRYAGAIN goes back after the budget."""
+    cluster = fresh_cluster(primaries=3, replicas=0)
+    slot = key_hash_slot(b"s")
+    source = cluster.owner_of_slot(slot)
+    target = next(p for p in cluster.primaries() if p != source)
+    with (
+        ProxyThread(proxy_config("cluster", cluster.seeds, retry_timeout=0.5)) as proxy,
+        redis.Redis(port=proxy.port, retry=Retry(NoBackoff(), 0), protocol=2) as client,
+    ):
+        client.mset({"{s}a": "1", "{s}b": "2"})
+        cluster.begin_migration(slot, target)
+        host, port = split_addr(target)
+        command(source, "MIGRATE", host, port, "{s}a", 0, 5000)
+        started = time.monotonic()
+        # redis-py turns "-TRYAGAIN ..." into TryAgainError: the error came back as Redis sent it.
+        with pytest.raises(redis.exceptions.TryAgainError, match="during rehashing"):
+            client.mget("{s}a", "{s}b")
+        assert 0.4 <= time.monotonic() - started < 5
+        cluster.migrate_slot(slot, target)
+        assert client.mget("{s}a", "{s}b") == [b"1", b"2"]
