@@ -49,6 +49,22 @@ def _reply_end(buf: bytes, pos: int, size: int) -> int:
     if kind == 43 or kind == 58:  # '+' ':'
         newline = buf.find(b"\r\n", pos)
         return newline + 2 if newline >= 0 else -1
+    if kind == 42:  # '*': arrays of bulk strings (MGET, LRANGE ...) without the general loop
+        newline = buf.find(b"\r\n", pos)
+        if newline < 0:
+            return -1
+        end = newline + 2
+        for _ in range(int(buf[pos + 1 : newline])):
+            if end >= size:
+                return -1
+            if buf[end] != 36:
+                return reply_end(buf, pos)
+            newline = buf.find(b"\r\n", end)
+            if newline < 0:
+                return -1
+            length = int(buf[end + 1 : newline])
+            end = newline + 4 + length if length >= 0 else newline + 2
+        return end if end <= size else -1
     return reply_end(buf, pos)
 
 

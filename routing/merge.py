@@ -6,7 +6,7 @@ first one, in key order), as Envoy's FragmentedRequest::onChildFailure does.
 """
 
 from routing.plan import Split
-from routing.resp import array_elements, encode_array, encode_int, is_error
+from routing.resp import array_elements, encode_int, is_error
 
 
 def merge_replies(split: Split, raws: list[bytes]) -> bytes:
@@ -24,9 +24,13 @@ def merge_replies(split: Split, raws: list[bytes]) -> bytes:
 def _merge_by_key(split: Split, raws: list[bytes]) -> bytes:
     items: list[bytes] = [b""] * split.key_count
     for part, raw in zip(split.parts, raws, strict=True):
+        ordinals = part.ordinals
+        if len(ordinals) == 1 and raw.startswith(b"*1\r\n"):
+            items[ordinals[0]] = raw[4:]  # the common case: one key of this slot
+            continue
         elements = array_elements(raw)
-        if elements is None or len(elements) != len(part.ordinals):
+        if elements is None or len(elements) != len(ordinals):
             return b"-ERR upstream returned an unexpected reply to a split command\r\n"
-        for ordinal, element in zip(part.ordinals, elements, strict=True):
+        for ordinal, element in zip(ordinals, elements, strict=True):
             items[ordinal] = element
-    return encode_array(items)
+    return b"*%d\r\n" % len(items) + b"".join(items)

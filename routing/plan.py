@@ -8,6 +8,7 @@
 The int case is the hot path, so it allocates nothing.
 """
 
+from binascii import crc_hqx
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
@@ -35,19 +36,21 @@ class Local:
     name: bytes
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: these are built per split request, and frozen dataclasses pay for
+# object.__setattr__ in __init__. Nothing mutates them after planning.
+@dataclass(slots=True)
 class SubRequest:
     slot: int
-    args: tuple[bytes, ...]
-    ordinals: tuple[int, ...]  # which keys of the original request (0-based) this part carries
+    args: list[bytes]
+    ordinals: list[int]  # which keys of the original request (0-based) this part carries
 
 
 MergeKind = Literal["agg_sum", "all_succeeded", "by_key"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Split:
-    parts: tuple[SubRequest, ...]
+    parts: list[SubRequest]
     merge: MergeKind
     key_count: int
 
@@ -289,23 +292,22 @@ def _split_handler(spec: CommandSpec) -> Handler:
         argc = len(args)
         if argc <= first or (argc - first) % step:
             return arity_error
-        groups: dict[int, list[int]] = {}
+        # One part per slot, keys in request order within each part.
+        parts: dict[int, SubRequest] = {}
+        name = args[0]
+        ordinal = 0
         for pos in range(first, argc, step):
-            slot = key_hash_slot(args[pos])
-            group = groups.get(slot)
-            if group is None:
-                groups[slot] = [pos]
+            key = args[pos]
+            slot = key_hash_slot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+            part = parts.get(slot)
+            if part is None:
+                parts[slot] = SubRequest(slot, [name, *args[pos : pos + step]], [ordinal])
             else:
-                group.append(pos)
-        if len(groups) == 1:
-            return next(iter(groups))
-        parts = []
-        for slot, positions in groups.items():
-            sub = [args[0]]
-            for pos in positions:
-                sub.extend(args[pos : pos + step])
-            ordinals = tuple((pos - first) // step for pos in positions)
-            parts.append(SubRequest(slot, tuple(sub), ordinals))
-        return Split(tuple(parts), merge, (argc - first) // step)
+                part.args += args[pos : pos + step]
+                part.ordinals.append(ordinal)
+            ordinal += 1
+        if len(parts) == 1:
+            return slot
+        return Split(list(parts.values()), merge, ordinal)
 
     return plan_split
