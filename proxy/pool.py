@@ -28,7 +28,7 @@ class _AuthCheck:
         self.addr = addr
 
     def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
-        if is_error(raw):
+        if is_error(raw) and not conn.closed:  # not our own "connect failed" reply
             log.error(
                 "upstream_handshake_failed",
                 node=self.addr,
@@ -57,6 +57,9 @@ class UpstreamPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        # A node that refused a connect is not asked again before this moment: requests
+        # for it fail at once instead of each paying (and logging) a connect attempt.
+        self._down: dict[str, tuple[float, float, str]] = {}  # addr -> (until, backoff, why)
         self._auth: list[bytes] = []
         if config.password is not None:
             self._auth = [(config.username or "default").encode(), config.password.encode()]
@@ -97,6 +100,10 @@ class UpstreamPool:
 
     def _connect(self, addr: str, resp3: bool) -> UpstreamConnection:
         conn = UpstreamConnection(addr, self._loop, self._lost, resp3)
+        down = self._down.get(addr)
+        if down is not None and self._loop.time() < down[0]:
+            conn.connect_failed(down[2])
+            return conn
         handshake = self.handshake(resp3)
         if handshake is not None:
             conn.send(handshake, _AuthCheck(addr))
@@ -116,7 +123,18 @@ class UpstreamPool:
                 if isinstance(exc, TimeoutError)
                 else f"connect failed ({exc.strerror or exc})"
             )
+            self._mark_down(conn.addr, why)
             conn.connect_failed(why)
+            return
+        if self._down.pop(conn.addr, None) is not None:
+            log.info("upstream_reachable", node=conn.addr)
+
+    def _mark_down(self, addr: str, why: str) -> None:
+        previous = self._down.get(addr)
+        backoff = min(previous[1] * 2, 1.0) if previous else 0.05
+        self._down[addr] = (self._loop.time() + backoff, backoff, why)
+        if previous is None:
+            log.warning("upstream_connect_failed", node=addr, reason=why)
 
     def _lost(self, conn: UpstreamConnection, why: str) -> None:
         conns = self._conns.get((conn.addr, conn.resp3))
@@ -125,7 +143,8 @@ class UpstreamPool:
         if self.first[conn.resp3].get(conn.addr) is conn:
             del self.first[conn.resp3][conn.addr]
         if not self._closed:
-            log.warning("upstream_connection_lost", node=conn.addr, reason=why)
+            if conn.established:
+                log.warning("upstream_connection_lost", node=conn.addr, reason=why)
             if self._on_node_lost is not None:
                 self._on_node_lost(conn.addr, why)
 

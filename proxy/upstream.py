@@ -81,6 +81,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_transport",
         "addr",
         "closed",
+        "established",
         "host",
         "last_progress",
         "pending",
@@ -105,6 +106,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._flush_handle: asyncio.Handle | None = None
         self.pending: deque[Waiter] = deque()
         self.closed = False
+        self.established = False
         self.last_progress = loop.time()
 
     # --- sending -------------------------------------------------------------------------
@@ -145,6 +147,7 @@ class UpstreamConnection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         self._transport = cast(asyncio.Transport, transport)
+        self.established = True
         if self.closed:
             transport.close()
         elif self._out:
