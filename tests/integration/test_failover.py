@@ -97,7 +97,8 @@ def test_killed_primary_error_window_is_bounded(fresh_cluster: FreshCluster) -> 
         errors = sorted(e for load in loads for e in load.errors)
         window = (errors[-1][0] - killed_at[0]) if errors else 0.0
         print(
-            f"\nkill -9 of a primary: {len(errors)} client errors, last {window:.2f}s after the kill"
+            f"\nkill -9 of a primary: {len(errors)} client errors,"
+            f" last {window:.2f}s after the kill"
         )
         # node timeout 2 s + election; then slotless must have recovered by itself
         assert window < 10.0, errors[-3:]
