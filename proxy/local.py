@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from routing import replies
+from routing.plan import ANY_NODE
 from routing.resp import (
     OK,
     Args,
@@ -63,8 +64,18 @@ class LocalCommands:
             self._session.reply(self._client_setinfo(args))
         elif name == b"hello" and not any(a.lower() in (b"auth", b"setname") for a in args[2:]):
             self._session.reply(self._hello(args))
+        elif name == b"client" and not self._known_client_subcommand(args):
+            # The server answers its own "unknown subcommand" and keeps no state: no pipe
+            # (redis-py 8 sends CLIENT MAINT_NOTIFICATIONS, which Redis 7.0 does not know).
+            self._session.forward(args, ANY_NODE)
         else:
             self._session.start_pipe(args)
+
+    def _known_client_subcommand(self, args: Args) -> bool:
+        spec = self._state.topology.table.get(b"client")
+        if spec is None or len(args) < 2:
+            return True
+        return b"client|" + args[1].lower() in {s.name for s in spec.subcommands.values()}
 
     def _cluster(self, name: bytes, args: Args) -> bytes:
         if name == b"select":
@@ -162,6 +173,8 @@ class LocalCommands:
             return encode_bulk(b"".join(lines))
         if sub in (b"setname", b"getname", b"id", b"setinfo", b"info"):
             return replies.wrong_arity(b"client|" + sub).encode()
+        if not self._known_client_subcommand(args):
+            return replies.unknown_subcommand(b"client", args[1] if len(args) > 1 else b"").encode()
         return replies.unsupported(
             b"CLIENT " + sub.upper(), "in cluster mode yet (it needs per-connection state)"
         ).encode()

@@ -30,10 +30,11 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("slotless.session")
 
-# Stop reading from a client while this many replies are owed to it, or while this many
-# bytes wait in its socket buffer: a client that sends and never reads is bounded.
-MAX_PENDING_REPLIES = 16384
-WRITE_HIGH_WATER = 4 * 1024 * 1024
+# Backpressure: stop reading from a client while this many replies are owed to it, or
+# while its socket buffer is above the transport's high-water mark (pause_writing).
+# A client that sends and never reads then holds at most this many replies in memory;
+# pipelines deeper than this still work, they are just read in slices.
+MAX_PENDING_REPLIES = 1024
 
 
 class Entry(Protocol):
@@ -252,4 +253,9 @@ class ClientSession(asyncio.Protocol):
 
     @property
     def pending_replies(self) -> int:
-        return len(self._queue)
+        """Replies owed; a pipe's stream is not one (it never ends by itself)."""
+        return len(self._queue) - (self.pipe is not None and bool(self._queue))
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._reading_paused

@@ -203,6 +203,11 @@ def test_unknown_command_and_arity_errors_as_redis(client2: redis.Redis) -> None
         client2.execute_command("MSET", "a", "1", "b")
 
 
+def test_unknown_client_subcommand_as_redis(client2: redis.Redis) -> None:
+    with pytest.raises(redis.ResponseError, match=r"^unknown subcommand 'NOPE'. Try CLIENT HELP.$"):
+        client2.execute_command("CLIENT", "NOPE")
+
+
 def test_command_and_hello(client2: redis.Redis, proxy: ProxyThread) -> None:
     assert client2.command_count() > 200
     with redis.Redis(port=proxy.port, protocol=3) as r3:

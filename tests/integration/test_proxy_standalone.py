@@ -87,3 +87,12 @@ def test_plain_commands_and_keys(proxy: ProxyThread) -> None:
         assert r.rename("s:a", "s:c")  # any keys: one server, no CROSSSLOT
         assert r.dbsize() >= 2
         assert "s:c" in {k.decode() for k in r.keys("s:*")}
+
+
+def test_resp3_clients_share_upstream_connections(proxy: ProxyThread) -> None:
+    """redis-py 8 sends HELLO 3 and CLIENT MAINT_NOTIFICATIONS: neither needs its own pipe."""
+    with redis.Redis(port=proxy.port, protocol=3) as r:
+        assert r.set("share:k", "v") and r.get("share:k") == b"v"
+        state = proxy.server.state
+        assert state is not None
+        assert all(session.pipe is None for session in state.sessions)

@@ -1,0 +1,105 @@
+"""Backpressure and shutdown: a client that never reads is bounded; SIGTERM drains."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+from proxy.localcluster import RedisProcess, pick_ports
+from proxy.session import MAX_PENDING_REPLIES
+from tests.integration.proxy_thread import ProxyThread, proxy_config
+
+
+def test_a_client_that_never_reads_is_bounded(redis_standalone: RedisProcess) -> None:
+    with ProxyThread(proxy_config("standalone", [redis_standalone.addr])) as proxy:
+        with redis.Redis(port=proxy.port) as setup:
+            setup.set("bp:big", b"x" * 100_000)
+        request = b"*2\r\n$3\r\nGET\r\n$6\r\nbp:big\r\n"
+        with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            sock.setblocking(False)
+            sent = 0
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # 20,000 GETs = 2 GB of replies, never read
+                try:
+                    sent += sock.send(request * 100)
+                except BlockingIOError:
+                    time.sleep(0.05)
+                if sent >= len(request) * 20_000:
+                    break
+            time.sleep(1.0)
+            state = proxy.server.state
+            assert state is not None
+            (session,) = list(state.sessions)
+            # The kernel's socket buffers may hold the rest of the requests; slotless itself
+            # holds at most MAX_PENDING_REPLIES replies and has stopped reading.
+            assert session.pending_replies <= MAX_PENDING_REPLIES + 100
+            assert session.reading_paused
+            with redis.Redis(port=proxy.port) as other:  # and everybody else is fine
+                assert other.ping()
+                assert len(other.get("bp:big") or b"") == 100_000
+
+
+def test_sigterm_lets_in_flight_replies_arrive_then_exits_0(
+    redis_standalone: RedisProcess, tmp_path: Path
+) -> None:
+    port = pick_ports(1)[0]
+    config = tmp_path / "slotless.yaml"
+    config.write_text(
+        f'listen: "127.0.0.1:{port}"\n'
+        f'upstream: {{mode: standalone, nodes: ["{redis_standalone.addr}"]}}\n'
+        "log: {level: warning}\n"
+    )
+    with (tmp_path / "log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "--config", str(config)], stdout=log, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    with redis.Redis(port=port) as probe:
+                        probe.ping()
+                    break
+                except redis.ConnectionError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            slow = "local i = 0 while i < 4000000 do i = i + 1 end return 'done'"
+            result: list[object] = []
+            client = redis.Redis(port=port, socket_timeout=10)
+            worker = threading.Thread(target=lambda: result.append(client.eval(slow, 0)))
+            worker.start()
+            time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            worker.join(10)
+            assert result == [b"done"]  # the in-flight reply reached its client
+            try:
+                assert proc.wait(10) == 0
+            finally:
+                if proc.poll() is None:
+                    print(
+                        subprocess.run(
+                            [
+                                sys.executable.replace("python3", "py-spy").replace(
+                                    "python", "py-spy"
+                                ),
+                                "dump",
+                                "--pid",
+                                str(proc.pid),
+                            ],
+                            capture_output=True,
+                            text=True,
+                        ).stdout
+                    )
+                client.close()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
