@@ -257,6 +257,32 @@ def _workers(value: object, key: str) -> int:
     raise _KeyPathError(key, f'expected "auto" or an integer of at least 1, got {_describe(value)}')
 
 
+# Redis command names: letters, digits and - _ . : (module commands: "json.set").
+_COMMAND_RE: Final = re.compile(r"[a-z0-9_.:-]+(\|[a-z0-9_.:-]+)?")
+
+
+def _deny_commands(value: object, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _KeyPathError(
+            key, f'expected a list of command names such as "flushall", got {_describe(value)}'
+        )
+    names: list[str] = []
+    for i, item in enumerate(value):
+        where = f"{key}[{i}]"
+        name = item.strip().lower() if isinstance(item, str) else ""
+        if not _COMMAND_RE.fullmatch(name):
+            raise _KeyPathError(
+                where,
+                'expected a command name such as "flushall" or a subcommand such as '
+                f'"config|set", got {_describe(item)}',
+            )
+        if name in names:
+            first = names.index(name)
+            raise _KeyPathError(where, f'"{name}" is listed twice (also {key}[{first}])')
+        names.append(name)
+    return tuple(names)
+
+
 # -- sections -----------------------------------------------------------------------------
 
 _SECRETS: Final = ("username", "password")
@@ -296,6 +322,7 @@ _TOP: Final[Mapping[str, _Parser]] = {
     "limits": _raw,
     "log": _raw,
     "workers": _workers,
+    "deny_commands": _deny_commands,
 }
 
 

@@ -8,7 +8,7 @@ Nothing here reads files or the environment.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 Mode = Literal["cluster", "standalone"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -56,6 +56,32 @@ class LogConfig:
     format: LogFormat = "console"
 
 
+# Commands that stop, reconfigure or take over the servers behind slotless, or that
+# would stream everything to one client: refused in both modes unless the config says so.
+DEFAULT_DENY_COMMANDS: Final[tuple[str, ...]] = (
+    "shutdown",
+    "debug",
+    "monitor",
+    "replicaof",
+    "slaveof",
+    "failover",
+    "cluster|addslots",
+    "cluster|addslotsrange",
+    "cluster|bumpepoch",
+    "cluster|delslots",
+    "cluster|delslotsrange",
+    "cluster|failover",
+    "cluster|flushslots",
+    "cluster|forget",
+    "cluster|meet",
+    "cluster|replicate",
+    "cluster|reset",
+    "cluster|saveconfig",
+    "cluster|set-config-epoch",
+    "cluster|setslot",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     listen: Address = Address("127.0.0.1", 6380)
@@ -63,4 +89,6 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     log: LogConfig = LogConfig()
     workers: int = 1
+    # Lowercase command names ("flushall") or container subcommands ("config|set").
+    deny_commands: tuple[str, ...] = DEFAULT_DENY_COMMANDS
     source: str | None = None

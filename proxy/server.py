@@ -17,6 +17,7 @@ import uvloop
 
 from conf import Config
 from proxy.dispatch import Dispatcher
+from proxy.fanout import FanoutExecutor
 from proxy.pool import UpstreamPool
 from proxy.session import ClientSession
 from proxy.topology import Topology
@@ -40,6 +41,9 @@ class ServerState:
         self.pool = UpstreamPool(config.upstream, loop, self._on_node_lost)
         self.topology = Topology(config, self.pool, loop)
         self.dispatcher = Dispatcher(self.topology, self.pool, config.upstream, loop)
+        self.fanout = FanoutExecutor(self)
+        self.port = config.listen.port  # the bound port once the server listens (port 0)
+        self.upstream_errors = 0  # upstream connections lost or never made, for INFO
         self.sessions: set[ClientSession] = set()
         # Client ids stay unique across worker processes: worker i hands out i+1, i+1+N, ...
         self._ids = itertools.count(worker + 1, max(1, config.workers))
@@ -66,6 +70,8 @@ class ServerState:
         self.sessions.discard(session)
 
     def _on_node_lost(self, addr: str, why: str) -> None:
+        self.upstream_errors += 1
+        self.fanout.scripts.forget_node(addr)
         self.topology.request_refresh()
 
     async def aclose(self) -> None:
@@ -102,6 +108,7 @@ class Server:
         )
         sockname = self._server.sockets[0].getsockname()
         self.address = (sockname[0], sockname[1])
+        state.port = self.address[1]
         slotmap = state.topology.slotmap
         log.info(
             "listening",

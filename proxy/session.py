@@ -21,6 +21,7 @@ from proxy.framing import RequestReader
 from proxy.local import LocalCommands
 from proxy.pipe import Pipe
 from routing import replies
+from routing.fanout import Special
 from routing.plan import ANY_NODE, Local, Reply, Split
 from routing.resp import Args, encode_error, pack_command
 from routing.slots import key_hash_slot
@@ -171,6 +172,8 @@ class ClientSession(asyncio.Protocol):
             self.reply(plan.raw)  # type: ignore[union-attr]
         elif kind is Split:
             self._queue.append(self._state.dispatcher.split(self, plan))  # type: ignore[arg-type]
+        elif isinstance(plan, Special):
+            self._queue.append(self._state.fanout.start(self, args, plan))
         else:
             assert isinstance(plan, Local)
             self.local.handle(plan.name, args)

@@ -54,7 +54,7 @@ class Topology:
         self.seeds = [str(a) for a in self._upstream.nodes]
         self.known: list[str] = list(self.seeds)
         self.table = bundled_command_table()
-        self.router = Router(self.table, self.mode)
+        self.router = Router(self.table, self.mode, config.deny_commands)
         self.table_from_server = False
         self.server_version = "7.0.0"
         self.slotmap: SlotMap | None = (
@@ -164,7 +164,7 @@ class Topology:
             if len(table) == 0:
                 continue
             self.table = table
-            self.router = Router(table, self.mode)
+            self.router = Router(table, self.mode, self._config.deny_commands)
             self.table_from_server = True
             info = await self.ask(addr, [b"INFO", b"server"])
             if info is not None and not is_error(info):

@@ -4,17 +4,19 @@
   - an int: forward the request unchanged to the primary of that slot (ANY_NODE: any primary);
   - `Reply`: answer locally with these bytes (errors included);
   - `Split`: send one sub-request per slot, then `merge.merge_replies`;
-  - `Local`: the session must handle it (per-connection state: QUIT, SELECT, HELLO, ...).
+  - `Local`: the session must handle it (per-connection state: QUIT, SELECT, HELLO, ...);
+  - a `Special` (`Fanout`, `Scan`, `Script`): served by proxy/fanout.py (whole keyspace).
 The int case is the hot path, so it allocates nothing.
 """
 
 from binascii import crc_hqx
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
 from routing import replies
 from routing.commands import CommandSpec, CommandTable
+from routing.fanout import SCAN_PLAN, Script, Special, slowlog_plan, special_plan
 from routing.keys import key_positions, simple_key_index
 from routing.resp import Args, encode_bulk
 from routing.slots import key_hash_slot
@@ -55,7 +57,7 @@ class Split:
     key_count: int
 
 
-Plan: TypeAlias = int | Reply | Local | Split
+Plan: TypeAlias = int | Reply | Local | Split | Special
 Handler = Callable[[Args], Plan]
 
 # Commands whose state lives on the connection. In standalone mode they get a dedicated
@@ -76,22 +78,28 @@ _PONG: Final = Reply(b"+PONG\r\n")
 class Router:
     """Plans requests for one command table and mode; built once per table."""
 
-    __slots__ = ("_handlers", "direct", "mode", "table")
+    __slots__ = ("_denied_unknown", "_handlers", "direct", "mode", "table")
 
-    def __init__(self, table: CommandTable, mode: Mode) -> None:
+    def __init__(self, table: CommandTable, mode: Mode, deny: Iterable[str] = ()) -> None:
         self.table = table
         self.mode = mode
         self._handlers: dict[bytes, Handler] = {}
+        denied = frozenset(name.lower().encode() for name in deny)
+        # Denied names the table does not know (module commands): checked on the slow path.
+        self._denied_unknown = frozenset(
+            name for name in denied if table.get(name.partition(b"|")[0]) is None
+        )
         # The hot path's shortcut: name -> (argv index of the one key, arity) for commands
         # that plan() would route by that key's slot alone (cluster), or -> (0, 0) for
         # commands forwarded as they are (standalone). Both casings of each name.
         self.direct: dict[bytes, tuple[int, int]] = {}
         for spec in table:
             handler = self._make_handler(spec)
+            allowed = _deny_handler(spec, denied, handler)
             name = spec.name
-            self._handlers[name] = handler
-            self._handlers[name.upper()] = handler
-            shortcut = self._direct_route(spec, handler)
+            self._handlers[name] = allowed
+            self._handlers[name.upper()] = allowed
+            shortcut = self._direct_route(spec, handler) if allowed is handler else None
             if shortcut is not None:
                 self.direct[name] = self.direct[name.upper()] = shortcut
 
@@ -123,6 +131,8 @@ class Router:
             if handler is None:
                 # Unknown here (a module command, a typo): the node's own answer is right,
                 # and a MOVED for a keyed module command is followed like any other.
+                if self._denied_unknown and args[0].lower() in self._denied_unknown:
+                    return Reply(replies.disabled(args[0]).encode())
                 return ANY_NODE
         return handler(args)
 
@@ -144,7 +154,10 @@ class Router:
             return _checked(spec, lambda args: local)
         if name in CLUSTER_ONLY_COMMANDS:
             return _reply(replies.CLUSTER_DISABLED.encode())
-        if name in SESSION_COMMANDS or (spec.is_blocking and name not in (b"xread", b"xreadgroup")):
+        # WAIT is a fan-out here: the shared connections carried this client's writes.
+        if (name in SESSION_COMMANDS and name != b"wait") or (
+            spec.is_blocking and name not in (b"xread", b"xreadgroup")
+        ):
             return _reply(replies.unsupported(name, _WHY_SESSION).encode())
         if name in (b"xread", b"xreadgroup"):
             return _checked(spec, _xread_handler(spec))
@@ -171,6 +184,9 @@ class Router:
         return plan_container
 
     def _keyed_handler(self, spec: CommandSpec) -> Handler:
+        special = _special_handler(spec)
+        if special is not None:
+            return special
         if spec.request_policy in (b"all_shards", b"all_nodes") or (
             spec.request_policy == b"special" and not spec.has_keys
         ):
@@ -311,3 +327,53 @@ def _split_handler(spec: CommandSpec) -> Handler:
         return Split(list(parts.values()), merge, ordinal)
 
     return plan_split
+
+
+# --- whole-keyspace commands (routing/fanout.py decides) -----------------------------------
+
+
+def _special_handler(spec: CommandSpec) -> Handler | None:
+    """SCAN, script calls and the fan-outs; None for everything routed by key or to one node."""
+    kind = special_plan(spec)
+    if kind is None:
+        return None
+    if kind == "scan":
+        return lambda args: SCAN_PLAN
+    if kind == "script":
+        return _script_handler(spec)
+    if kind == "one_primary":
+        return _any_node
+    if kind.merge == "slowlog":
+        targets = kind.targets
+        return lambda args: slowlog_plan(targets, args)
+    return lambda args: kind
+
+
+def _script_handler(spec: CommandSpec) -> Handler:
+    keys = _keys_handler(spec)
+
+    def plan_script(args: Args) -> Plan:
+        planned = keys(args)
+        return Script(planned) if type(planned) is int else planned
+
+    return plan_script
+
+
+def _deny_handler(spec: CommandSpec, denied: frozenset[bytes], handler: Handler) -> Handler:
+    """The configured deny list ("name" or "name|sub") comes before anything else."""
+    if not denied:
+        return handler
+    name = spec.name
+    if name in denied:
+        return _reply(replies.disabled(name).encode())
+    prefix = name + b"|"
+    subs = frozenset(d[len(prefix) :] for d in denied if d.startswith(prefix))
+    if not subs:
+        return handler
+
+    def plan_allowed(args: Args) -> Plan:
+        if len(args) > 1 and args[1].lower() in subs:
+            return Reply(replies.disabled(name + b" " + args[1]).encode())
+        return handler(args)
+
+    return plan_allowed

@@ -18,6 +18,11 @@ SYNTAX: Final = ErrorReply("ERR syntax error")
 MAX_CLIENTS: Final = ErrorReply("ERR max number of clients reached")
 NO_TOPOLOGY: Final = ErrorReply("CLUSTERDOWN slotless has no slot map yet (no seed node reachable)")
 INTERNAL: Final = ErrorReply("ERR internal proxy error")
+INVALID_CURSOR: Final = ErrorReply("ERR invalid cursor")  # db.c parseScanCursorOrReply
+NODE_CURSOR_RANGE: Final = ErrorReply("ERR slotless cannot encode this node's SCAN cursor")
+UNEXPECTED_FANOUT: Final = ErrorReply(
+    "ERR upstream returned an unexpected reply to a fan-out command"
+)
 NOPROTO: Final = ErrorReply("NOPROTO unsupported protocol version")
 
 
@@ -47,6 +52,11 @@ def unknown_subcommand(name: bytes, sub: bytes) -> ErrorReply:
 def unsupported(name: bytes, why: str) -> ErrorReply:
     """A command slotless cannot serve in this mode; the text says why."""
     return ErrorReply(f"ERR '{_text(name.upper())}' is not supported by slotless {why}")
+
+
+def disabled(name: bytes) -> ErrorReply:
+    """A command the operator's `deny_commands` list refuses (conf/schema.py)."""
+    return ErrorReply(f"ERR command '{_text(name.upper())}' is disabled by slotless configuration")
 
 
 def upstream_error(node: str, what: str) -> ErrorReply:

@@ -33,6 +33,7 @@ def test_slotless_yaml_states_the_schema_defaults() -> None:
     assert config.log == LogConfig()
     assert config.listen == Config().listen
     assert config.workers == Config().workers
+    assert config.deny_commands == Config().deny_commands
 
 
 def test_slotless_yaml_lists_every_key() -> None:

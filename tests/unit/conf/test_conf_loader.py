@@ -57,7 +57,7 @@ ERROR_CASES: list[tuple[str, str]] = [
     (f"{NODE}\nlisen: '127.0.0.1:1'", 'lisen: unknown key (did you mean "listen"?)'),
     (
         f"{NODE}\nsource: x.yaml",
-        "source: unknown key (valid keys: listen, upstream, limits, log, workers)",
+        "source: unknown key (valid keys: listen, upstream, limits, log, workers, deny_commands)",
     ),
     ("nodes: ['a:1']", 'nodes: unknown key (did you mean "upstream.nodes"?)'),
     (upstream("pasword: x"), 'upstream.pasword: unknown key (did you mean "upstream.password"?)'),
@@ -203,6 +203,30 @@ ERROR_CASES: list[tuple[str, str]] = [
         upstream("password_env: ''"),
         'upstream.password_env: expected the name of an environment variable, got ""',
     ),
+    # deny_commands
+    (
+        f"{NODE}\ndeny_commands: flushall",
+        'deny_commands: expected a list of command names such as "flushall", got "flushall"',
+    ),
+    (
+        f"{NODE}\ndeny_commands: [flushall, 'config set']",
+        'deny_commands[1]: expected a command name such as "flushall" or a subcommand such as'
+        ' "config|set", got "config set"',
+    ),
+    (
+        f"{NODE}\ndeny_commands: [a|b|c]",
+        'deny_commands[0]: expected a command name such as "flushall" or a subcommand such as'
+        ' "config|set", got "a|b|c"',
+    ),
+    (
+        f"{NODE}\ndeny_commands: [7]",
+        'deny_commands[0]: expected a command name such as "flushall" or a subcommand such as'
+        ' "config|set", got 7',
+    ),
+    (
+        f"{NODE}\ndeny_commands: [keys, KEYS]",
+        'deny_commands[1]: "keys" is listed twice (also deny_commands[0])',
+    ),
 ]
 
 
@@ -252,6 +276,16 @@ def test_schema_defaults() -> None:
     assert limits.max_clients == 10000
     assert Config().listen == Address("127.0.0.1", 6380)
     assert Config().source is None
+
+
+def test_deny_commands() -> None:
+    assert "shutdown" in Config().deny_commands and "cluster|meet" in Config().deny_commands
+    assert parse(f"{NODE}\ndeny_commands: [FlushAll, ' Config|Set ', json.set]").deny_commands == (
+        "flushall",
+        "config|set",
+        "json.set",
+    )
+    assert parse(f"{NODE}\ndeny_commands: []").deny_commands == ()
 
 
 @pytest.mark.parametrize("section", ["limits:", "log:", "limits: {}", "log: {}"])
