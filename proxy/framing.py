@@ -12,13 +12,18 @@ import re
 
 import hiredis
 
-from routing.resp import Args, RequestLimits, parse_requests
+from routing.resp import Args, RequestLimits, RequestParser, parse_requests
 
 # Past this many bytes without a request boundary, stop keeping a copy for exact checks:
 # re-checking a growing partial request on every read would cost quadratic time (a client
 # trickling the elements of "*1000000000"). The header was checked when the request began;
 # beyond that window, hiredis's buffer is bounded by proto_max_bulk_len instead.
 _RETAIN_MAX = 4 * 1024
+
+# hiredis allocates a whole list the moment it reads an array header: `*3000000000`
+# would cost 24 GB of address space and seconds of freeing it, blocking every client.
+# Bytes that may hold a count of 100000 or more go to Redis's (incremental) parser.
+_BIG_COUNT = re.compile(rb"\*[0-9]{6}")
 
 
 class RequestReader:
@@ -30,7 +35,7 @@ class RequestReader:
         self._partial = False  # hiredis holds part of a request
         self._retained: bytearray | None = bytearray()  # bytes fed since the last boundary
         self._since_clean = 0  # requests hiredis returned from _retained
-        self._slow: bytearray | None = None  # exact-parser buffer (inline, or after an anomaly)
+        self._slow: RequestParser | None = None  # inline, a large count, or after an anomaly
         self.error: str | None = None  # set once; the connection must close after replying
 
     def feed(self, data: bytes) -> list[Args]:
@@ -38,11 +43,18 @@ class RequestReader:
         if self.error is not None or not data:
             return []
         if self._slow is not None:
-            self._slow += data
-            return self._parse_slow()
-        if not self._partial and data[0] != 42:  # not '*': inline command
-            self._slow = bytearray(data)
-            return self._parse_slow()
+            return self._parse_slow(data)
+        if not self._partial:
+            if data[0] != 42 or _BIG_COUNT.search(data) is not None:  # inline, or large
+                return self._parse_slow(data)
+        elif self._retained is not None and _BIG_COUNT.search(data) is not None:
+            # Hand the unfinished request to Redis's parser; hiredis has not seen the count.
+            retained = bytes(self._retained)
+            self._reader = hiredis.Reader()
+            self._clean()
+            return self._parse_slow(retained + data)
+        # else: a request past the retained window is under way; hiredis's buffer for it
+        # is bounded by proto_max_bulk_len, and its header was checked when it began.
         return self._parse_fast(data)
 
     def _parse_fast(self, data: bytes) -> list[Args]:
@@ -120,23 +132,21 @@ class RequestReader:
             return fresh
         # Redis's rules accept what hiredis refused (e.g. "*-10" is an empty request).
         consumed = parse_requests(retained, self._limits).consumed
-        self._slow = bytearray(retained[consumed:])
+        rest = retained[consumed:]
         self._reader = hiredis.Reader()
-        self._partial = False
-        self._since_clean = 0
-        self._retained = bytearray()
-        return fresh
+        self._clean()
+        return fresh + self._parse_slow(rest)
 
-    def _parse_slow(self) -> list[Args]:
+    def _parse_slow(self, data: bytes | bytearray) -> list[Args]:
         slow = self._slow
-        assert slow is not None
-        parsed = parse_requests(slow, self._limits)
-        if parsed.error is not None:
-            self.error = parsed.error
-        del slow[: parsed.consumed]
-        if not slow:
+        if slow is None:
+            slow = self._slow = RequestParser(self._limits)
+        requests = slow.feed(data)
+        if slow.error is not None:
+            self.error = slow.error
+        elif slow.idle:
             self._slow = None  # a boundary: the next read may take the fast path again
-        return parsed.requests
+        return requests
 
 
 def _all_bytes(request: list[object]) -> bool:

@@ -79,6 +79,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_on_lost",
         "_out",
         "_transport",
+        "_why",
         "addr",
         "closed",
         "established",
@@ -107,6 +108,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.pending: deque[Waiter] = deque()
         self.closed = False
         self.established = False
+        self._why = "connection closed"
         self.last_progress = loop.time()
 
     # --- sending -------------------------------------------------------------------------
@@ -114,7 +116,7 @@ class UpstreamConnection(asyncio.Protocol):
     def send(self, raw: bytes, waiter: Waiter) -> None:
         """Queue one request; its reply goes to `waiter`."""
         if self.closed:
-            waiter.on_reply(self._lost_reply("connection closed"), self)
+            waiter.on_reply(self._lost_reply(self._why), self)
             return
         if not self.pending:
             self.last_progress = self._loop.time()
@@ -201,6 +203,8 @@ class UpstreamConnection(asyncio.Protocol):
     def _fail(self, why: str) -> None:
         first = not self.closed
         self.closed = True
+        if first:
+            self._why = why
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None

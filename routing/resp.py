@@ -116,6 +116,27 @@ def _parse_inline(buf: bytes | bytearray, pos: int, limits: RequestLimits) -> _S
 
 
 def _parse_multibulk(buf: bytes | bytearray, pos: int, limits: RequestLimits) -> _Step:
+    header = _parse_count(buf, pos, limits)
+    if header is None or isinstance(header, str):
+        return header
+    count, pos = header
+    if count <= 0:
+        return [], pos
+    args: Args = []
+    end = len(buf)
+    for _ in range(count):
+        element = _parse_bulk(buf, pos, end, limits)
+        if element is None or isinstance(element, str):
+            return element
+        arg, pos = element
+        args.append(arg)
+    return args, pos
+
+
+def _parse_count(
+    buf: bytes | bytearray, pos: int, limits: RequestLimits
+) -> tuple[int, int] | str | None:
+    """The `*<count>` header at buf[pos]: (count, position after it), an error, or None."""
     end = len(buf)
     cr = buf.find(b"\r", pos)
     if cr < 0 or cr + 1 >= end:
@@ -125,30 +146,96 @@ def _parse_multibulk(buf: bytes | bytearray, pos: int, limits: RequestLimits) ->
     count = string2ll(buf[pos + 1 : cr])
     if count is None or count > limits.max_multibulk_len:
         return "Protocol error: invalid multibulk length"
-    pos = cr + 2
-    if count <= 0:
-        return [], pos
-    args: Args = []
-    find = buf.find
-    for _ in range(count):
-        if pos >= end:
-            return None
-        cr = find(b"\r", pos)
-        if cr < 0 or cr + 1 >= end:
-            if end - pos > limits.max_inline_len:
-                return "Protocol error: too big bulk count string"
-            return None
-        if buf[pos] != 36:  # '$'
-            return f"Protocol error: expected '$', got '{chr(buf[pos])}'"
-        size = string2ll(buf[pos + 1 : cr])
-        if size is None or size < 0 or size > limits.proto_max_bulk_len:
-            return "Protocol error: invalid bulk length"
-        start = cr + 2
-        pos = start + size + 2
-        if pos > end:
-            return None
-        args.append(bytes(buf[start : start + size]))
-    return args, pos
+    return count, cr + 2
+
+
+def _parse_bulk(
+    buf: bytes | bytearray, pos: int, end: int, limits: RequestLimits
+) -> tuple[bytes, int] | str | None:
+    """One `$<len>` argument at buf[pos]: (bytes, position after it), an error, or None."""
+    if pos >= end:
+        return None
+    cr = buf.find(b"\r", pos)
+    if cr < 0 or cr + 1 >= end:
+        if end - pos > limits.max_inline_len:
+            return "Protocol error: too big bulk count string"
+        return None
+    if buf[pos] != 36:  # '$'
+        return f"Protocol error: expected '$', got '{chr(buf[pos])}'"
+    size = string2ll(buf[pos + 1 : cr])
+    if size is None or size < 0 or size > limits.proto_max_bulk_len:
+        return "Protocol error: invalid bulk length"
+    start = cr + 2
+    after = start + size + 2
+    if after > end:
+        return None
+    return bytes(buf[start : start + size]), after
+
+
+class RequestParser:
+    """Redis's request parser, resumable across reads, in time linear in the bytes read.
+
+    Like networking.c, it keeps a half-read multibulk request (the arguments so far and
+    how many remain) instead of re-reading it, so a client trickling the elements of
+    `*1000000000` costs only what it sends.
+    """
+
+    __slots__ = ("_args", "_buf", "_limits", "_remaining", "error")
+
+    def __init__(self, limits: RequestLimits) -> None:
+        self._limits = limits
+        self._buf = bytearray()
+        self._args: Args | None = None  # a multibulk request under way
+        self._remaining = 0
+        self.error: str | None = None
+
+    @property
+    def idle(self) -> bool:
+        """At a request boundary with nothing buffered."""
+        return self._args is None and not self._buf
+
+    def feed(self, data: bytes | bytearray) -> list[Args]:
+        """The requests completed by `data`; on a framing error, those before it and `error`."""
+        if self.error is not None:
+            return []
+        buf = self._buf
+        buf += data
+        limits = self._limits
+        out: list[Args] = []
+        pos, end = 0, len(buf)
+        while pos < end or (self._args is not None and self._remaining == 0):
+            args = self._args
+            if args is None:
+                if buf[pos] != 42:  # not '*': inline
+                    step = _parse_inline(buf, pos, limits)
+                    if step is None or isinstance(step, str):
+                        self.error = step
+                        break
+                    if step[0]:
+                        out.append(step[0])
+                    pos = step[1]
+                    continue
+                header = _parse_count(buf, pos, limits)
+                if header is None or isinstance(header, str):
+                    self.error = header
+                    break
+                count, pos = header
+                if count > 0:
+                    self._args, self._remaining = [], count
+                continue
+            if self._remaining == 0:
+                out.append(args)
+                self._args = None
+                continue
+            element = _parse_bulk(buf, pos, end, limits)
+            if element is None or isinstance(element, str):
+                self.error = element
+                break
+            args.append(element[0])
+            pos = element[1]
+            self._remaining -= 1
+        del buf[:pos]
+        return out
 
 
 _ESCAPES: Final = {

@@ -1,6 +1,7 @@
 """RequestReader: hiredis fast path + Redis's rules, whatever the chunking."""
 
 import itertools
+import tracemalloc
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -76,3 +77,48 @@ def test_non_bulk_elements_are_refused_like_redis() -> None:
     reader = RequestReader(LIMITS)
     assert reader.feed(b"*2\r\n:1\r\n+OK\r\n") == []
     assert reader.error == "Protocol error: expected '$', got ':'"
+
+
+def _peak_bytes(feed: list[bytes]) -> tuple[list[list[bytes]], str | None, int]:
+    tracemalloc.start()
+    try:
+        reader = RequestReader(LIMITS)
+        out: list[list[bytes]] = []
+        for chunk in feed:
+            out += reader.feed(chunk)
+        return out, reader.error, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_large_count_never_reaches_hiredis() -> None:
+    """hiredis would allocate the whole list up front (8 GB for this header)."""
+    elements = [b"$1\r\na\r\n" * 50] * 20
+    out, error, peak = _peak_bytes([b"*1000000000\r\n", *elements])
+    assert (out, error) == ([], None)
+    assert peak < 2_000_000
+
+
+def test_large_count_after_a_partial_request_never_reaches_hiredis() -> None:
+    big = b"*100000\r\n" + b"$1\r\na\r\n" * 100_000
+    out, error, peak = _peak_bytes(
+        [b"*3\r\n$3\r\nSET\r\n$1\r\nk", b"\r\n$1\r\nv\r\n" + big[:50], big[50:], b"PING\r\n"]
+    )
+    assert error is None
+    assert out == [[b"SET", b"k", b"v"], [b"a"] * 100_000, [b"PING"]]
+    assert peak < 30_000_000
+
+
+def test_nested_large_array_is_a_protocol_error_without_the_allocation() -> None:
+    out, error, peak = _peak_bytes([b"*2\r\n$3\r\nGET\r\n", b"*1000000000\r\n"])
+    assert (out, error) == ([], "Protocol error: expected '$', got '*'")
+    assert peak < 2_000_000
+
+
+def test_a_trickled_large_request_completes() -> None:
+    reader = RequestReader(LIMITS)
+    assert reader.feed(b"*200000\r\n") == []
+    for _ in range(199_999):
+        assert reader.feed(b"$1\r\nx\r\n") == []
+    assert reader.feed(b"$1\r\nx\r\n" + pack_command([b"PING"])) == [[b"x"] * 200_000, [b"PING"]]
+    assert reader.feed(pack_command([b"GET", b"k"])) == [[b"GET", b"k"]]

@@ -1,14 +1,17 @@
 """Request framing as Redis's networking.c does it, and reply boundaries."""
 
+import itertools
+
 import hiredis
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routing.resp import (
     ErrorReply,
     ReplyProtocolError,
     RequestLimits,
+    RequestParser,
     array_elements,
     encode_error,
     encode_value,
@@ -195,3 +198,22 @@ def test_reply_end_never_raises_anything_else(data: bytes) -> None:
     if end > 0:
         reader = hiredis.Reader()
         reader.feed(data[:end])
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=120), st.lists(st.integers(min_value=0), max_size=6))
+def test_request_parser_in_any_chunks_agrees_with_the_whole_parse(
+    data: bytes, cuts: list[int]
+) -> None:
+    limits = RequestLimits(proto_max_bulk_len=1000, max_inline_len=100)
+    parser = RequestParser(limits)
+    got: list[list[bytes]] = []
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    for start, end in itertools.pairwise(points):
+        got += parser.feed(data[start:end])
+        if parser.error:
+            break
+    whole = parse_requests(data, limits)
+    assert (got, parser.error) == (whole.requests, whole.error)
+    if whole.error is None:
+        assert parser.idle == (whole.consumed == len(data))
