@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from proxy import blocking, pubsub, txn
 from routing import replies
-from routing.plan import ANY_NODE
+from routing.plan import ANY_NODE, LOCAL_COMMANDS, PUBSUB_COMMANDS, TXN_COMMANDS
 from routing.resp import (
     OK,
     Args,
@@ -53,8 +54,14 @@ class LocalCommands:
             session.close_after_replies()
         elif self._state.config.upstream.mode == "standalone":
             self._standalone(name, args)
-        else:
+        elif name in TXN_COMMANDS:
+            txn.command(session, self._state, name, args)
+        elif name in PUBSUB_COMMANDS:
+            pubsub.command(session, self._state, name, args)
+        elif name in LOCAL_COMMANDS:
             session.reply(self._cluster(name, args))
+        else:  # blocking commands, XREAD/XREADGROUP with BLOCK
+            blocking.command(session, self._state, name, args)
 
     def _standalone(self, name: bytes, args: Args) -> None:
         """Keep the shared connection where nothing changes; otherwise pipe."""

@@ -60,6 +60,7 @@ class UpstreamPool:
         # A node that refused a connect is not asked again before this moment: requests
         # for it fail at once instead of each paying (and logging) a connect attempt.
         self._down: dict[str, tuple[float, float, str]] = {}  # addr -> (until, backoff, why)
+        self._dedicated: set[UpstreamConnection] = set()
         self._auth: list[bytes] = []
         if config.password is not None:
             self._auth = [(config.username or "default").encode(), config.password.encode()]
@@ -88,6 +89,14 @@ class UpstreamPool:
             conn = self._connect(addr, resp3)
             conns.append(conn)
             self.first[resp3][addr] = conns[0]
+        return conn
+
+    def dedicated(self, addr: str, resp3: bool = False) -> UpstreamConnection:
+        """A connection of `addr`'s own for one client's state (a transaction, a blocking
+        command): never shared, not failed by the command_timeout sweeper; the caller
+        closes it. Handshake and connect backoff as for shared connections."""
+        conn = self._connect(addr, resp3)
+        self._dedicated.add(conn)
         return conn
 
     def handshake(self, resp3: bool) -> bytes | None:
@@ -137,6 +146,7 @@ class UpstreamPool:
             log.warning("upstream_connect_failed", node=addr, reason=why)
 
     def _lost(self, conn: UpstreamConnection, why: str) -> None:
+        self._dedicated.discard(conn)
         conns = self._conns.get((conn.addr, conn.resp3))
         if conns is not None and conn in conns:
             conns.remove(conn)
@@ -170,6 +180,8 @@ class UpstreamPool:
             for conn in conns:
                 conn.close()
         self._conns.clear()
+        for conn in list(self._dedicated):
+            conn.close()
         self.first[0].clear()
         self.first[1].clear()
         for task in self._tasks:

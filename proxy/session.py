@@ -12,6 +12,7 @@ import asyncio
 import socket
 from binascii import crc_hqx
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
@@ -42,6 +43,13 @@ class Entry(Protocol):
     reply: bytes | None
 
 
+class Interceptor(Protocol):
+    """Per-client state that sees each request before the router (transaction, pub/sub,
+    authentication). `intercept` returns True when it has queued the request's reply."""
+
+    def intercept(self, args: Args) -> bool: ...
+
+
 class Ready:
     __slots__ = ("reply",)
 
@@ -62,6 +70,14 @@ class ClientSession(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self.pipe: Pipe | None = None
+        # Cluster-mode per-client state; each sees requests before the router does.
+        # Whoever sets or clears one calls update_detour().
+        self.acl: Interceptor | None = None  # proxy/auth.py
+        self.txn: Interceptor | None = None  # proxy/txn.py
+        self.pubsub: Interceptor | None = None  # proxy/pubsub.py
+        self.detour = False  # True: skip the hot path, every request goes through handle()
+        self._closers: list[Callable[[], None]] | None = None
+        self._backlog: list[Args] | None = None  # read but not yet served (backpressure)
         self.resp3 = False  # HELLO 3 switches this client (and its upstreams) to RESP3
         self.id = state.next_client_id()
         self.local = LocalCommands(self, state)
@@ -87,13 +103,28 @@ class ClientSession(asyncio.Protocol):
         if self._closing or self._closed:
             return
         requests = self._reader.feed(data)
+        if self._backlog is not None:
+            self._backlog += requests
+            return
+        self._run(requests)
+
+    def _run(self, requests: list[Args]) -> None:
+        """Serve what one read delivered, at most up to the pending-replies bound; the
+        rest waits (parsed, its size bounded by one read) until replies drain."""
+        room = MAX_PENDING_REPLIES - len(self._queue)
+        if len(requests) > room:
+            self._backlog = requests[max(room, 0) :]
+            requests = requests[: max(room, 0)]
+            self._pause_reading()
         try:
             self._handle_all(requests)
         except Exception:
             self._log.exception("request_failed")
             self._queue.append(Ready(replies.INTERNAL.encode()))
             self.on_ready()
-        if self._reader.error is not None and not self._closing:
+        if self._closing:
+            self._backlog = None
+        elif self._backlog is None and self._reader.error is not None:
             self._queue.append(Ready(encode_error("ERR " + self._reader.error)))
             self._closing = True
             self.on_ready()
@@ -105,7 +136,19 @@ class ClientSession(asyncio.Protocol):
         self._queue.clear()
         if self.pipe is not None:
             self.pipe.close()
+        closers, self._closers = self._closers, None
+        for closer in closers or ():
+            try:
+                closer()
+            except Exception:
+                self._log.exception("close_hook_failed")
         self._state.on_session_closed(self)
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Run `closer` when the client goes away (release upstream state it holds)."""
+        if self._closers is None:
+            self._closers = []
+        self._closers.append(closer)
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -133,7 +176,7 @@ class ClientSession(asyncio.Protocol):
         dispatcher = state.dispatcher
         queue = self._queue
         for args in requests:
-            route = direct.get(args[0]) if self.pipe is None else None
+            route = direct.get(args[0]) if not self.detour else None
             if route is not None:
                 index, arity = route
                 addr = None
@@ -161,9 +204,16 @@ class ClientSession(asyncio.Protocol):
 
     def handle(self, args: Args) -> None:
         """Plan one request and put its entry in the reply queue."""
-        if self.pipe is not None:
-            self.pipe.send(pack_command(args))
-            return
+        if self.detour:
+            if self.pipe is not None:
+                self.pipe.send(pack_command(args))
+                return
+            if self.acl is not None and self.acl.intercept(args):
+                return
+            if self.txn is not None and self.txn.intercept(args):
+                return
+            if self.pubsub is not None and self.pubsub.intercept(args):
+                return
         plan = self._state.topology.router.plan(args)
         kind = type(plan)
         if kind is int:
@@ -183,6 +233,15 @@ class ClientSession(asyncio.Protocol):
         self._queue.append(Ready(raw))
         self.on_ready()
 
+    def update_detour(self) -> None:
+        """Recompute whether requests must leave the hot path (after a state change)."""
+        self.detour = (
+            self.pipe is not None
+            or self.acl is not None
+            or self.txn is not None
+            or self.pubsub is not None
+        )
+
     def forward(self, args: Args, slot: int) -> None:
         self._queue.append(self._state.dispatcher.forward(self, args, slot))
 
@@ -194,6 +253,7 @@ class ClientSession(asyncio.Protocol):
         """Give this client its own upstream connection from now on (standalone mode)."""
         pipe = Pipe(self, self._state)
         self.pipe = pipe
+        self.detour = True
         self._queue.append(pipe)
         pipe.send(pack_command(args))
 
@@ -244,6 +304,14 @@ class ClientSession(asyncio.Protocol):
             and self._transport is not None
             and not self._closed
         ):
+            backlog = self._backlog
+            if backlog is not None:
+                self._backlog = None
+                self._run(backlog)
+                if self._backlog is not None or self._closing:
+                    return
+                if len(self._queue) > MAX_PENDING_REPLIES // 2:
+                    return  # the next flush comes back here
             self._reading_paused = False
             self._transport.resume_reading()
 

@@ -66,6 +66,12 @@ SESSION_COMMANDS: Final = frozenset(
     b"multi exec discard watch unwatch subscribe psubscribe ssubscribe unsubscribe "
     b"punsubscribe sunsubscribe monitor sync psync replconf wait waitaof".split()
 )
+# Cluster mode: per-client state that slotless itself keeps (see proxy/local.py).
+TXN_COMMANDS: Final = frozenset(b"multi exec discard watch unwatch".split())
+PUBSUB_COMMANDS: Final = frozenset(
+    b"subscribe psubscribe ssubscribe unsubscribe punsubscribe sunsubscribe".split()
+)
+SESSION_STATE_COMMANDS: Final = TXN_COMMANDS | PUBSUB_COMMANDS
 # Handled by the session in both modes (cluster) or only where noted (standalone: pipe).
 LOCAL_COMMANDS: Final = frozenset(b"quit select hello client auth reset".split())
 CLUSTER_ONLY_COMMANDS: Final = frozenset(b"cluster readonly readwrite asking".split())
@@ -154,10 +160,15 @@ class Router:
             return _checked(spec, lambda args: local)
         if name in CLUSTER_ONLY_COMMANDS:
             return _reply(replies.CLUSTER_DISABLED.encode())
-        # WAIT is a fan-out here: the shared connections carried this client's writes.
-        if (name in SESSION_COMMANDS and name != b"wait") or (
-            spec.is_blocking and name not in (b"xread", b"xreadgroup")
+        if name in SESSION_STATE_COMMANDS or (
+            spec.is_blocking and name not in (b"xread", b"xreadgroup", b"wait", b"waitaof")
         ):
+            # Transactions, pub/sub and blocking commands: the session's own machinery
+            # (proxy/txn.py, proxy/pubsub.py, proxy/blocking.py).
+            local = Local(name)
+            return _checked(spec, lambda args: local)
+        # WAIT is a fan-out here: the shared connections carried this client's writes.
+        if name in SESSION_COMMANDS and name != b"wait":
             return _reply(replies.unsupported(name, _WHY_SESSION).encode())
         if name in (b"xread", b"xreadgroup"):
             return _checked(spec, _xread_handler(spec))
@@ -270,11 +281,11 @@ def _keys_handler(spec: CommandSpec) -> Handler:
 
 def _xread_handler(spec: CommandSpec) -> Handler:
     keys = _keys_handler(spec)
-    blocked = replies.unsupported(spec.name, _WHY_SESSION + " with BLOCK").encode()
+    blocking = Local(spec.name)
 
     def plan_xread(args: Args) -> Plan:
         if any(a.lower() == b"block" for a in args[1:]):
-            return Reply(blocked)
+            return blocking  # proxy/blocking.py
         return keys(args)
 
     return plan_xread

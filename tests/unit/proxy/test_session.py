@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from conf import Config
-from proxy.session import ClientSession
+from proxy.session import MAX_PENDING_REPLIES, ClientSession
 from routing.commands import CommandTable, parse_command_reply
 from routing.plan import Router, Split
 from routing.resp import RequestLimits, pack_command, parse_reply
@@ -176,13 +176,21 @@ async def test_quit_waits_for_owed_replies() -> None:
 
 
 async def test_a_client_that_never_reads_is_paused() -> None:
+    """One read of 20,000 requests: at most MAX_PENDING_REPLIES are served at a time."""
     session, transport, dispatcher = connect()
-    session.data_received(pack_command([b"GET", b"a"]) * 20000)
+    session.data_received(b"".join(pack_command([b"GET", b"%d" % i]) for i in range(20000)))
     assert transport.paused
-    for pending in dispatcher.sent:
-        pending.complete(b"+OK\r\n")
-    await settle()
+    done = 0
+    while done < len(dispatcher.sent):
+        assert session.pending_replies <= MAX_PENDING_REPLIES
+        assert transport.paused
+        for pending in dispatcher.sent[done:]:
+            pending.complete(b":%s\r\n" % pending.args[1])
+        done = len(dispatcher.sent)
+        await settle()
+    assert done == 20000
     assert not transport.paused
+    assert transport.data == b"".join(b":%d\r\n" % i for i in range(20000))
 
 
 async def test_local_connection_commands() -> None:

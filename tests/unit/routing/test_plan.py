@@ -78,8 +78,12 @@ def test_cluster_plans(args: tuple[bytes, ...], expected: object) -> None:
         (b"XREAD", b"BLOCK", b"0", b"STREAMS", A, b"$"),
     ],
 )
-def test_unsupported_in_cluster_mode_is_a_clear_error(args: tuple[bytes, ...]) -> None:
-    result = plan(*args)
+def test_per_client_state_is_the_sessions_in_cluster_mode(args: tuple[bytes, ...]) -> None:
+    assert plan(*args) == Local(args[0].lower())
+
+
+def test_replication_commands_are_refused_in_cluster_mode() -> None:
+    result = plan(b"MONITOR")
     assert isinstance(result, Reply)
     assert b"not supported by slotless" in result.raw
 
