@@ -244,6 +244,18 @@ def _nodes(value: object, key: str) -> tuple[Address, ...]:
     return nodes
 
 
+def _address_map(value: object, key: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        raise _KeyPathError(
+            key, f'expected a mapping of "host:port": "host:port", got {_describe(value)}'
+        )
+    pairs: list[tuple[str, str]] = []
+    for announced, reachable in value.items():
+        where = f"{key}[{_describe(announced)}]"
+        pairs.append((str(_address(announced, where)), str(_address(reachable, where))))
+    return tuple(pairs)
+
+
 def _raw(value: object, key: str) -> object:
     """Sections are parsed by their own table once the top level is known to be valid."""
     return value
@@ -300,12 +312,16 @@ _UPSTREAM: Final[Mapping[str, _Parser]] = {
     "max_redirects": _count(0),
     "retry_timeout": _duration(allow_zero=True),
     "connections_per_node": _count(1),
+    "tcp_keepalive": _duration(allow_zero=True),
+    "tcp_user_timeout": _duration(allow_zero=True),
+    "address_map": _address_map,
 }
 _LIMITS: Final[Mapping[str, _Parser]] = {
     "proto_max_bulk_len": _size,
     "max_multibulk_len": _count(1),
     "max_inline_len": _size,
     "max_clients": _count(1),
+    "client_idle_timeout": _duration(allow_zero=True),
 }
 _LOG: Final[Mapping[str, _Parser]] = {
     "level": _choice("debug", "info", "warning", "error", aliases={"warn": "warning"}),
@@ -323,6 +339,7 @@ _TOP: Final[Mapping[str, _Parser]] = {
     "log": _raw,
     "workers": _workers,
     "deny_commands": _deny_commands,
+    "shutdown_timeout": _duration(allow_zero=True),
 }
 
 

@@ -40,6 +40,13 @@ class UpstreamConfig:
     max_redirects: int = 5
     retry_timeout: float = 2.0
     connections_per_node: int = 1
+    # Upstream sockets notice a node that vanished silently (dead VM, cut network) within
+    # about these many seconds, not the kernel's default of two hours. 0 turns one off.
+    tcp_keepalive: float = 5.0  # idle time before the first keepalive probe
+    tcp_user_timeout: float = 10.0  # unacknowledged data older than this kills the socket
+    # Announced "host:port" -> reachable "host:port", for NAT, NodePort and multi-NIC
+    # clusters; applied to every address learned from the cluster (slot maps, MOVED, ASK).
+    address_map: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,9 @@ class LimitsConfig:
     max_multibulk_len: int = 2**31 - 1
     max_inline_len: int = 64 * 1024
     max_clients: int = 10000
+    # Close a client idle this long (Redis's `timeout`); 0 = never. Clients blocked in a
+    # command or subscribed to channels are not idle.
+    client_idle_timeout: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,4 +101,6 @@ class Config:
     workers: int = 1
     # Lowercase command names ("flushall") or container subcommands ("config|set").
     deny_commands: tuple[str, ...] = DEFAULT_DENY_COMMANDS
+    # SIGTERM: how long in-flight commands may take to finish before clients are closed.
+    shutdown_timeout: float = 10.0
     source: str | None = None

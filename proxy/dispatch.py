@@ -19,9 +19,13 @@ from routing import replies
 from routing.merge import merge_replies
 from routing.plan import ANY_NODE, Split
 from routing.redirect import CLUSTER_ERROR_PREFIXES, is_retryable, parse_redirect
-from routing.resp import pack_command
+from routing.resp import RequestLimits, error_message, pack_command, parse_requests
 
 _NO_SLOT_MAP = replies.NO_TOPOLOGY.encode()
+UPSTREAM_ERROR_PREFIX = b"-ERR upstream "
+# Errors after which a request may be sent again: cluster states, and failed connections.
+_RETRY_CANDIDATES = (*CLUSTER_ERROR_PREFIXES, UPSTREAM_ERROR_PREFIX)
+_LIMITS = RequestLimits()
 _NOT_SERVED = replies.SLOT_NOT_SERVED.encode()
 
 
@@ -49,7 +53,7 @@ class Request:
     def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
         if (
             raw[0] == 45  # '-': only errors pay for the prefix check
-            and raw.startswith(CLUSTER_ERROR_PREFIXES)
+            and raw.startswith(_RETRY_CANDIDATES)
             and self.dispatcher.redirect(self, raw, conn)
         ):
             return
@@ -104,7 +108,7 @@ class Part(Request):
     def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
         if (
             raw[0] == 45
-            and raw.startswith(CLUSTER_ERROR_PREFIXES)
+            and raw.startswith(_RETRY_CANDIDATES)
             and self.dispatcher.redirect(self, raw, conn)
         ):
             return
@@ -127,6 +131,12 @@ class Dispatcher:
         self._loop = loop
         self._max_hops = config.max_redirects
         self._retry_budget = config.retry_timeout
+
+    def _read_only(self, raw: bytes) -> bool:
+        """Whether the packed request is a read-only command (rare path: failures only)."""
+        parsed = parse_requests(raw, _LIMITS).requests
+        spec = self.topology.table.resolve(parsed[0]) if parsed else None
+        return spec is not None and b"readonly" in spec.flags
 
     def forward(self, session: ReplySink, args: list[bytes], slot: int) -> Request:
         request = Request(self, session, pack_command(args), slot)
@@ -158,7 +168,7 @@ class Dispatcher:
 
     def redirect(self, request: Request, raw: bytes, conn: UpstreamConnection) -> bool:
         """Handle a cluster error for `request`; False when the budget is spent."""
-        redirect = parse_redirect(raw, conn.host)
+        redirect = parse_redirect(raw, conn.host, self.topology.remap)
         if redirect is not None:
             if request.hops >= self._max_hops:
                 return False
@@ -170,7 +180,15 @@ class Dispatcher:
                 self.topology.redirects += 1
                 self.pool.get(redirect.node, conn.resp3).send_asking(request.raw, request)
             return True
-        if not is_retryable(raw):
+        if raw.startswith(UPSTREAM_ERROR_PREFIX):
+            # The connection failed. Retry only what certainly did not run (the connection
+            # never came up) or is harmless to run twice (a read-only command); a write
+            # that may have been applied gets the error.
+            if conn.established and not self._read_only(request.raw):
+                return False
+            if "timed out after" in error_message(raw):
+                return False  # command_timeout already spent: do not pay it twice
+        elif not is_retryable(raw):
             return False
         now = self._loop.time()
         if request.started == 0.0:

@@ -8,12 +8,12 @@ client. The pipe sits last in the session's reply queue and streams from there.
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import TYPE_CHECKING, cast
 
 import structlog
 
-from routing.resp import is_error, pack_command, reply_end
+from proxy.upstream import tune_socket
+from routing.resp import Args, is_error, pack_command, reply_end
 from routing.slotmap import parse_addr
 
 if TYPE_CHECKING:
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("slotless.pipe")
 
 _HIGH_WATER = 1024 * 1024
+_SUBSCRIBES = frozenset((b"subscribe", b"psubscribe", b"ssubscribe"))
+_XREADS = frozenset((b"xread", b"xreadgroup"))
 
 
 class Pipe(asyncio.Protocol):
@@ -46,6 +48,10 @@ class Pipe(asyncio.Protocol):
             self._out.append(pack_command([b"CLIENT", b"SETNAME", session.local.name]))
             self._skip_replies = 2 if self._skip_auth else 1
             self._skip_auth = True
+        self._tcp = state.pool.tcp
+        self._table = state.topology.table
+        self.blocked = False  # a blocking command sent, nothing received since
+        self.subscribed = False
         addr = state.topology.seeds[0]
         self._addr = addr
         task = state.loop.create_task(self._open(addr, upstream.connect_timeout, state.loop))
@@ -66,6 +72,22 @@ class Pipe(asyncio.Protocol):
             self._session.on_ready()
             self._session.close_after_replies()
 
+    def send_args(self, args: Args) -> None:
+        """Send one request, noting whether it leaves the client waiting on purpose (a
+        blocking command, a subscription): such a client is not idle (client_idle_timeout)."""
+        name = args[0].lower()
+        if name in _SUBSCRIBES:
+            self.subscribed = True
+        else:
+            spec = self._table.get(name)
+            if (
+                spec is not None
+                and spec.is_blocking
+                and (name not in _XREADS or any(a.lower() == b"block" for a in args))
+            ):
+                self.blocked = True
+        self.send(pack_command(args))
+
     def send(self, raw: bytes) -> None:
         if self._closed:
             return
@@ -85,8 +107,8 @@ class Pipe(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock is not None:
+            tune_socket(sock, *self._tcp)
         if self._closed:
             transport.close()
             return
@@ -95,6 +117,7 @@ class Pipe(asyncio.Protocol):
             self._out.clear()
 
     def data_received(self, data: bytes) -> None:
+        self.blocked = False
         self._buf += data
         while self._skip_auth:
             end = reply_end(self._buf)

@@ -61,6 +61,7 @@ class UpstreamPool:
         # for it fail at once instead of each paying (and logging) a connect attempt.
         self._down: dict[str, tuple[float, float, str]] = {}  # addr -> (until, backoff, why)
         self._dedicated: set[UpstreamConnection] = set()
+        self.tcp = (config.tcp_keepalive, config.tcp_user_timeout)
         self._auth: list[bytes] = []
         if config.password is not None:
             self._auth = [(config.username or "default").encode(), config.password.encode()]
@@ -108,7 +109,7 @@ class UpstreamPool:
         return None
 
     def _connect(self, addr: str, resp3: bool) -> UpstreamConnection:
-        conn = UpstreamConnection(addr, self._loop, self._lost, resp3)
+        conn = UpstreamConnection(addr, self._loop, self._lost, resp3, self.tcp)
         down = self._down.get(addr)
         if down is not None and self._loop.time() < down[0]:
             conn.connect_failed(down[2])

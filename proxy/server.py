@@ -7,6 +7,7 @@ binds (port 0 allowed) and returns the address, `stop()` drains and closes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import signal
 from collections.abc import Coroutine
@@ -15,9 +16,10 @@ from typing import Any
 import structlog
 import uvloop
 
-from conf import Config
+from conf import Config, ConfigError, load_config
 from proxy.dispatch import Dispatcher
 from proxy.fanout import FanoutExecutor
+from proxy.logs import configure_logging
 from proxy.pool import UpstreamPool
 from proxy.session import ClientSession
 from proxy.topology import Topology
@@ -32,12 +34,7 @@ class ServerState:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, worker: int = 0) -> None:
         self.config = config
         self.loop = loop
-        limits = config.limits
-        self.request_limits = RequestLimits(
-            proto_max_bulk_len=limits.proto_max_bulk_len,
-            max_multibulk_len=limits.max_multibulk_len,
-            max_inline_len=limits.max_inline_len,
-        )
+        self.request_limits = _request_limits(config)
         self.pool = UpstreamPool(config.upstream, loop, self._on_node_lost)
         self.topology = Topology(config, self.pool, loop)
         self.dispatcher = Dispatcher(self.topology, self.pool, config.upstream, loop)
@@ -49,6 +46,7 @@ class ServerState:
         self._ids = itertools.count(worker + 1, max(1, config.workers))
         self._tasks: set[asyncio.Task[Any]] = set()
         self.accepting = True
+        self._idle_sweep: asyncio.TimerHandle | None = None
 
     def next_client_id(self) -> int:
         return next(self._ids)
@@ -59,6 +57,48 @@ class ServerState:
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         self.track(self.loop.create_task(coro))
+
+    def reload(self, new: Config) -> list[str]:
+        """Apply a re-read config (SIGHUP) to the running proxy; connected clients stay.
+
+        Applied now: log, limits, deny_commands, upstream.nodes (seeds) and everything
+        sessions read from `config` when they connect (auth). Returns the keys that changed
+        but only take effect on a restart (listen, workers, the rest of upstream).
+        """
+        old = self.config
+        later = [key for key in ("listen", "workers") if getattr(old, key) != getattr(new, key)]
+        for field in dataclasses.fields(old.upstream):
+            name = field.name
+            if name != "nodes" and getattr(old.upstream, name) != getattr(new.upstream, name):
+                later.append(f"upstream.{name}")
+        upstream = dataclasses.replace(old.upstream, nodes=new.upstream.nodes)
+        config = dataclasses.replace(
+            new, listen=old.listen, workers=old.workers, upstream=upstream, source=old.source
+        )
+        self.config = config
+        self.request_limits = _request_limits(config)
+        self.topology.reconfigure(config)
+        if self._idle_sweep is not None:
+            self._idle_sweep.cancel()
+            self._idle_sweep = None
+        self.start_idle_sweep()
+        return later
+
+    def start_idle_sweep(self) -> None:
+        """Close clients idle past limits.client_idle_timeout, as Redis's `timeout` does:
+        silently. A client waiting for a reply (blocked) or subscribed is not idle."""
+        timeout = self.config.limits.client_idle_timeout
+        if timeout <= 0:
+            return
+
+        def sweep() -> None:
+            cutoff = self.loop.time() - timeout
+            for session in list(self.sessions):
+                if session.last_active < cutoff and not session.waiting_on_purpose:
+                    session.abort()
+            self._idle_sweep = self.loop.call_later(min(1.0, timeout / 2), sweep)
+
+        self._idle_sweep = self.loop.call_later(min(1.0, timeout / 2), sweep)
 
     def on_session_open(self, session: ClientSession) -> bool:
         if len(self.sessions) >= self.config.limits.max_clients or not self.accepting:
@@ -76,12 +116,23 @@ class ServerState:
 
     async def aclose(self) -> None:
         """Cancel background work and wait for it, so nothing is left pending."""
+        if self._idle_sweep is not None:
+            self._idle_sweep.cancel()
         tasks = [*self._tasks, *self.topology.tasks(), *self.pool.tasks()]
         self.topology.close()
         self.pool.close()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _request_limits(config: Config) -> RequestLimits:
+    limits = config.limits
+    return RequestLimits(
+        proto_max_bulk_len=limits.proto_max_bulk_len,
+        max_multibulk_len=limits.max_multibulk_len,
+        max_inline_len=limits.max_inline_len,
+    )
 
 
 class Server:
@@ -97,6 +148,7 @@ class Server:
         state = self.state = ServerState(self.config, loop, self.worker)
         state.pool.start()
         await state.topology.start()
+        state.start_idle_sweep()
         listen = self.config.listen
         self._server = await loop.create_server(
             lambda: ClientSession(state),
@@ -138,6 +190,24 @@ class Server:
         await state.aclose()
         log.info("stopped", clients_closed=len(state.sessions))
 
+    def reload(self) -> bool:
+        """SIGHUP: re-read the config file; a file with a mistake changes nothing."""
+        state = self.state
+        source = self.config.source
+        if state is None or source is None:
+            log.warning("reload_skipped", reason="no config file to re-read")
+            return False
+        try:
+            new = load_config(source)
+        except ConfigError as exc:
+            log.error("reload_rejected", reason=str(exc))
+            return False
+        configure_logging(new.log)
+        later = state.reload(new)
+        self.config = state.config
+        log.info("reloaded", config=source, needs_restart=later or None)
+        return True
+
 
 async def serve(config: Config, worker: int = 0) -> int:
     server = Server(config, worker)
@@ -150,9 +220,10 @@ async def serve(config: Config, worker: int = 0) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
     await stop.wait()
-    log.info("shutting_down")
-    await server.stop()
+    log.info("shutting_down", deadline=config.shutdown_timeout)
+    await server.stop(config.shutdown_timeout)
     return 0
 
 

@@ -78,6 +78,7 @@ class ClientSession(asyncio.Protocol):
         self.detour = False  # True: skip the hot path, every request goes through handle()
         self._closers: list[Callable[[], None]] | None = None
         self._backlog: list[Args] | None = None  # read but not yet served (backpressure)
+        self.last_active = self._loop.time()  # last read, for limits.client_idle_timeout
         self.resp3 = False  # HELLO 3 switches this client (and its upstreams) to RESP3
         self.id = state.next_client_id()
         self.local = LocalCommands(self, state)
@@ -102,6 +103,7 @@ class ClientSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing or self._closed:
             return
+        self.last_active = self._loop.time()
         requests = self._reader.feed(data)
         if self._backlog is not None:
             self._backlog += requests
@@ -206,7 +208,7 @@ class ClientSession(asyncio.Protocol):
         """Plan one request and put its entry in the reply queue."""
         if self.detour:
             if self.pipe is not None:
-                self.pipe.send(pack_command(args))
+                self.pipe.send_args(args)
                 return
             if self.acl is not None and self.acl.intercept(args):
                 return
@@ -255,7 +257,7 @@ class ClientSession(asyncio.Protocol):
         self.pipe = pipe
         self.detour = True
         self._queue.append(pipe)
-        pipe.send(pack_command(args))
+        pipe.send_args(args)
 
     # --- replies --------------------------------------------------------------------------
 
@@ -326,6 +328,14 @@ class ClientSession(asyncio.Protocol):
     def pending_replies(self) -> int:
         """Replies owed; a pipe's stream is not one (it never ends by itself)."""
         return len(self._queue) - (self.pipe is not None and bool(self._queue))
+
+    @property
+    def waiting_on_purpose(self) -> bool:
+        """Blocked in a command or subscribed: never idle (limits.client_idle_timeout)."""
+        if self.pending_replies or self.pubsub is not None:
+            return True
+        pipe = self.pipe
+        return pipe is not None and (pipe.blocked or pipe.subscribed)
 
     @property
     def reading_paused(self) -> bool:

@@ -52,6 +52,7 @@ class Topology:
         self._loop = loop
         self.mode = self._upstream.mode
         self.seeds = [str(a) for a in self._upstream.nodes]
+        self._address_map = dict(self._upstream.address_map)
         self.known: list[str] = list(self.seeds)
         self.table = bundled_command_table()
         self.router = Router(self.table, self.mode, config.deny_commands)
@@ -69,6 +70,20 @@ class Topology:
         self.redirects = 0
 
     # --- hot-path helpers ----------------------------------------------------------------
+
+    def reconfigure(self, config: Config) -> None:
+        """A reloaded config: new seeds and deny list (the rest needs a restart)."""
+        self._config = config
+        self.seeds = [str(a) for a in config.upstream.nodes]
+        self.known = distinct([*self.seeds, *self.known])
+        self.router = Router(self.table, self.mode, config.deny_commands)
+        if self.mode == "standalone":
+            self._set_map(SlotMap.single(self.seeds[0]))
+        self.request_refresh()
+
+    def remap(self, addr: str) -> str:
+        """The reachable address of a node the cluster announced as `addr` (address_map)."""
+        return self._address_map.get(addr, addr) if self._address_map else addr
 
     def any_primary(self) -> str | None:
         """Primaries in turn, for keyless commands."""
@@ -129,7 +144,7 @@ class Topology:
             raw = await self.ask(addr, [b"CLUSTER", b"SLOTS"])
             if raw is None or is_error(raw):
                 continue
-            slotmap = SlotMap.from_cluster_slots(parse_reply(raw), parse_addr(addr)[0])
+            slotmap = SlotMap.from_cluster_slots(parse_reply(raw), parse_addr(addr)[0], self.remap)
             if slotmap is None or not slotmap.shards:
                 log.warning("cluster_slots_unusable", node=addr)
                 continue

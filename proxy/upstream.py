@@ -71,6 +71,23 @@ def _reply_end(buf: bytes, pos: int, size: int) -> int:
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
 
+def tune_socket(sock: socket.socket, keepalive: float, user_timeout: float) -> None:
+    """TCP_NODELAY, and keepalive probes plus TCP_USER_TIMEOUT so that a node that vanished
+    without a FIN or RST (dead VM, cut network) fails this socket in seconds."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if keepalive > 0:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; macOS has only SO_KEEPALIVE's default
+            idle = max(1, round(keepalive))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    if user_timeout > 0 and hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(user_timeout * 1000))
+
+
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_buf",
@@ -78,6 +95,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_loop",
         "_on_lost",
         "_out",
+        "_tcp",
         "_transport",
         "_why",
         "addr",
@@ -95,8 +113,10 @@ class UpstreamConnection(asyncio.Protocol):
         loop: asyncio.AbstractEventLoop,
         on_lost: Callable[[UpstreamConnection, str], None] | None = None,
         resp3: bool = False,
+        tcp: tuple[float, float] = (0.0, 0.0),  # (keepalive, user_timeout) seconds
     ) -> None:
         self.addr = addr
+        self._tcp = tcp
         self.resp3 = resp3
         self.host = parse_addr(addr)[0]
         self._loop = loop
@@ -145,9 +165,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if sock is not None:
+            tune_socket(sock, *self._tcp)
         self._transport = cast(asyncio.Transport, transport)
         self.established = True
         if self.closed:

@@ -7,7 +7,12 @@ error bytes so the hot path never decodes a reply it will forward unchanged.
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from routing.slotmap import format_addr, parse_addr
+from routing.slotmap import AddressMap, format_addr, parse_addr
+
+
+def _same(addr: str) -> str:
+    return addr
+
 
 RedirectKind = Literal["moved", "ask"]
 
@@ -24,11 +29,12 @@ class Redirect:
     node: str  # "host:port"
 
 
-def parse_redirect(raw: bytes, replier_host: str) -> Redirect | None:
+def parse_redirect(raw: bytes, replier_host: str, remap: AddressMap = _same) -> Redirect | None:
     """`-MOVED 3999 127.0.0.1:6381` -> Redirect; None for any other reply.
 
     An empty host (`-MOVED 3999 :6381`, cluster-preferred-endpoint-type unknown-endpoint)
-    means the host of the node that replied.
+    means the host of the node that replied. `remap` turns an announced address into a
+    reachable one (upstream.address_map).
     """
     if not raw.startswith(_REDIRECT_PREFIXES):
         return None
@@ -44,7 +50,7 @@ def parse_redirect(raw: bytes, replier_host: str) -> Redirect | None:
         host, port = parse_addr(target) if not target.startswith(":") else ("", int(target[1:]))
     except ValueError:
         return None
-    return Redirect(kind, slot, format_addr(host or replier_host, port))
+    return Redirect(kind, slot, remap(format_addr(host or replier_host, port)))
 
 
 def is_retryable(raw: bytes) -> bool:

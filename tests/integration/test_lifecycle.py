@@ -8,8 +8,10 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import redis
 
 from proxy.localcluster import RedisProcess, pick_ports
@@ -99,6 +101,122 @@ def test_sigterm_lets_in_flight_replies_arrive_then_exits_0(
                         ).stdout
                     )
                 client.close()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_idle_clients_are_closed_after_client_idle_timeout(
+    redis_standalone: RedisProcess,
+) -> None:
+    base = proxy_config("standalone", [redis_standalone.addr])
+    config = replace(base, limits=replace(base.limits, client_idle_timeout=0.5))
+    with (
+        ProxyThread(config) as proxy,
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as idle,
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as busy,
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as blocked,
+    ):
+        blocked.sendall(b"*3\r\n$5\r\nBLPOP\r\n$9\r\nidle:none\r\n$3\r\n1.5\r\n")
+        started = time.monotonic()
+        while time.monotonic() - started < 2.0:
+            busy.sendall(b"PING\r\n")
+            assert busy.recv(100) == b"+PONG\r\n"
+            time.sleep(0.1)
+        busy.sendall(b"PING\r\n")
+        assert busy.recv(100) == b"+PONG\r\n"
+        assert idle.recv(100) == b""  # closed without a reply, as Redis does
+        assert blocked.recv(100) == b"*-1\r\n"  # blocked for 1.5 s: not idle
+
+
+def test_sigterm_deadline_bounds_the_drain(redis_standalone: RedisProcess, tmp_path: Path) -> None:
+    port = pick_ports(1)[0]
+    config = tmp_path / "slotless.yaml"
+    config.write_text(
+        f'listen: "127.0.0.1:{port}"\n'
+        f'upstream: {{mode: standalone, nodes: ["{redis_standalone.addr}"]}}\n'
+        "shutdown_timeout: 300ms\nlog: {level: warning}\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "proxy", "--config", str(config)])
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with redis.Redis(port=port) as probe:
+                    probe.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            # blocks for 10 s upstream: the drain must not wait for it
+            sock.sendall(b"*3\r\n$5\r\nBLPOP\r\n$9\r\nterm:none\r\n$2\r\n10\r\n")
+            time.sleep(0.2)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(5) == 0
+            assert time.monotonic() - started < 3.0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sighup_reloads_the_config_and_keeps_clients(
+    redis_standalone: RedisProcess, tmp_path: Path
+) -> None:
+    port = pick_ports(1)[0]
+    config = tmp_path / "slotless.yaml"
+    head = (
+        f'listen: "127.0.0.1:{port}"\n'
+        f'upstream: {{mode: standalone, nodes: ["{redis_standalone.addr}"]}}\n'
+    )
+    config.write_text(head + "log: {level: info}\n")
+    log_path = tmp_path / "log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "--config", str(config)], stdout=log, stderr=log
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client = redis.Redis(port=port, protocol=2, single_connection_client=True)
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert client.set("hup:k", "v") and client.keys("hup:*") == [b"hup:k"]
+
+        events = ("reloaded", "reload_rejected")
+
+        def reloaded(times: int) -> None:
+            end = time.monotonic() + 10
+            while sum(log_path.read_text().count(f" {e} ") for e in events) < times:
+                assert time.monotonic() < end, log_path.read_text()
+                time.sleep(0.05)
+
+        config.write_text(head + "deny_commands: [keys]\nlog: {level: info}\n")
+        proc.send_signal(signal.SIGHUP)
+        reloaded(1)
+        with pytest.raises(redis.ResponseError, match="'KEYS' is disabled"):
+            client.keys("hup:*")  # the same connection, now under the new rules
+        assert client.get("hup:k") == b"v"
+
+        config.write_text(head + "deny_commands: [keys\n")  # broken YAML: nothing changes
+        proc.send_signal(signal.SIGHUP)
+        reloaded(2)
+        assert "reload_rejected" in log_path.read_text()
+        with pytest.raises(redis.ResponseError, match="'KEYS' is disabled"):
+            client.keys("hup:*")
+        assert client.get("hup:k") == b"v" and proc.poll() is None
+        client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -98,3 +100,47 @@ def test_proxy_starts_without_upstream_and_serves_once_it_appears(tmp_path) -> N
             assert client.get("late:k") == b"v"
         finally:
             server.close()
+
+
+def test_a_lost_connection_retries_reads_but_never_writes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A read in flight when the node dies is sent again once it is back; a write that may
+    have run gets an error instead of running twice."""
+    server = RedisProcess(pick_ports(1)[0], tmp_path / "flaky")
+    server.start()
+    try:
+        config = proxy_config("standalone", [server.addr], retry_timeout=8.0, command_timeout=20.0)
+        with (
+            ProxyThread(config) as proxy,
+            strict(proxy.port) as reader,
+            strict(proxy.port) as writer,
+        ):
+            assert reader.set("flaky:k", "v")
+            assert writer.get("flaky:k") == b"v"
+            pid = server.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGSTOP)  # both requests reach the node and wait there
+            results: dict[str, object] = {}
+
+            def run(name: str, call: Callable[[], object]) -> None:
+                try:
+                    results[name] = call()
+                except redis.RedisError as exc:
+                    results[name] = exc
+
+            threads = [
+                threading.Thread(target=run, args=("read", lambda: reader.get("flaky:k"))),
+                threading.Thread(target=run, args=("write", lambda: writer.incr("flaky:n"))),
+            ]
+            for thread in threads:
+                thread.start()
+            time.sleep(0.3)
+            server.kill()
+            server.start()
+            for thread in threads:
+                thread.join(20)
+            assert results["read"] is None  # retried on the restarted (empty) node
+            assert isinstance(results["write"], redis.ResponseError)
+            assert "connection lost" in str(results["write"])
+            assert command(server.addr, "GET", "flaky:n") is None  # not run behind our back
+    finally:
+        server.close()

@@ -57,7 +57,8 @@ ERROR_CASES: list[tuple[str, str]] = [
     (f"{NODE}\nlisen: '127.0.0.1:1'", 'lisen: unknown key (did you mean "listen"?)'),
     (
         f"{NODE}\nsource: x.yaml",
-        "source: unknown key (valid keys: listen, upstream, limits, log, workers, deny_commands)",
+        "source: unknown key (valid keys: listen, upstream, limits, log, workers, "
+        "deny_commands, shutdown_timeout)",
     ),
     ("nodes: ['a:1']", 'nodes: unknown key (did you mean "upstream.nodes"?)'),
     (upstream("pasword: x"), 'upstream.pasword: unknown key (did you mean "upstream.password"?)'),
@@ -454,3 +455,35 @@ def test_load_config_errors_name_the_given_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == f'{path}: upstream.nodes[1]: expected "host:port", got "nonsense"'
+
+
+def test_resilience_keys() -> None:
+    config = parse(
+        upstream(
+            "tcp_keepalive: 3s, tcp_user_timeout: 0, "
+            "address_map: {'10.0.0.1:6379': '127.0.0.1:7000', 'node-a:6379': 'x.y:1'}"
+        )
+        + "\nlimits: {client_idle_timeout: 5m}\nshutdown_timeout: 30s"
+    )
+    assert config.upstream.tcp_keepalive == 3.0
+    assert config.upstream.tcp_user_timeout == 0.0
+    assert config.upstream.address_map == (
+        ("10.0.0.1:6379", "127.0.0.1:7000"),
+        ("node-a:6379", "x.y:1"),
+    )
+    assert config.limits.client_idle_timeout == 300.0
+    assert config.shutdown_timeout == 30.0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("address_map: [a]", 'upstream.address_map: expected a mapping of "host:port"'),
+        ("address_map: {'a:1': 'nope'}", 'upstream.address_map["a:1"]: expected "host:port"'),
+        ("tcp_keepalive: -1", "upstream.tcp_keepalive: must be zero or more"),
+    ],
+)
+def test_resilience_key_errors(extra: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(upstream(extra))
+    assert str(info.value).startswith(f"{SOURCE}: {message}")
