@@ -11,7 +11,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from proxy.localcluster import LocalCluster
+from proxy.localcluster import BUS_PORT_OFFSET, LocalCluster, RedisProcess, pick_ports
 from routing.slots import key_hash_slot
 from tests.integration.proxy_thread import ProxyThread, proxy_config
 
@@ -137,3 +137,65 @@ def test_stopped_node_gives_errors_then_service_resumes(fresh_cluster: FreshClus
                     raise
                 time.sleep(0.2)
         assert client.get(key) == b"after"
+
+
+def _redis_cli_cluster(*args: str) -> None:
+    subprocess.run(["redis-cli", "--cluster", *args], check=True, capture_output=True, timeout=240)
+
+
+def test_adding_then_removing_a_node_under_load_is_invisible(
+    fresh_cluster: FreshCluster,
+) -> None:
+    cluster = fresh_cluster(primaries=3, replicas=0)
+    first = cluster.nodes[0]
+    port = pick_ports(1)[0]
+    new = RedisProcess(
+        port,
+        first.dir.parent / "node-added",
+        bus_port=port + BUS_PORT_OFFSET,
+        node_timeout_ms=cluster.node_timeout_ms,
+    )
+    new.dir.mkdir()
+    cluster.nodes.append(new)  # stopped with the cluster, and not "foreign" to it
+    new.start()
+    with ProxyThread(proxy_config("cluster", cluster.seeds[:1])) as proxy:
+        workers = [Workload(proxy.port, f"an{n}") for n in range(3)]
+        for w in workers:
+            w.start()
+        time.sleep(0.5)
+        _redis_cli_cluster("add-node", new.addr, first.addr)
+        cluster.wait_stable()
+        _redis_cli_cluster(
+            "rebalance", first.addr, "--cluster-use-empty-masters", "--cluster-pipeline", "10"
+        )
+        cluster.wait_stable()
+        assert any(cluster.owner_of_slot(s) == new.addr for s in range(0, 16384, 64))
+        time.sleep(0.5)
+        # ... and take it away again: its slots go back, then the node leaves the cluster.
+        _redis_cli_cluster(
+            "rebalance",
+            first.addr,
+            "--cluster-weight",
+            f"{cluster.node_id(new.addr)}=0",
+            "--cluster-pipeline",
+            "10",
+        )
+        cluster.wait_stable()
+        _redis_cli_cluster("del-node", first.addr, cluster.node_id(new.addr))
+        cluster.nodes.remove(new)
+        new.close()
+        cluster.wait_stable()
+        time.sleep(0.5)
+        for w in workers:
+            w.stop_flag.set()
+        for w in workers:
+            w.join(30)
+        errors = [e for w in workers for e in w.errors]
+        assert errors == [], errors[:10]
+        with strict_client(proxy.port) as check:
+            for w in workers:
+                keys = list(w.written)
+                assert [v.decode() for v in check.mget(keys)] == [w.written[k] for k in keys]
+        state = proxy.server.state
+        assert state is not None and state.topology.slotmap is not None
+        assert new.addr not in state.topology.slotmap.nodes
