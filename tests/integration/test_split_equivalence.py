@@ -1,0 +1,70 @@
+"""Property: a random sequence of multi-key commands gives, through slotless on a cluster
+(split by slot, fanned out, merged), exactly the replies of one standalone Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from proxy.localcluster import Cluster, RedisProcess
+from tests.integration.proxy_thread import ProxyThread, proxy_config
+
+KEYS = [f"eq:{n}" for n in "abcdefgh"] + [f"eq:{{t}}{n}" for n in "xyz"]
+VALUES = st.sampled_from([b"1", b"2", b"x", b"", b"long" * 20])
+KEY = st.sampled_from(KEYS)
+SOME_KEYS = st.lists(KEY, min_size=1, max_size=6)
+
+COMMAND = st.one_of(
+    st.tuples(st.just("MSET"), st.lists(st.tuples(KEY, VALUES), min_size=1, max_size=5)).map(
+        lambda c: ("MSET", *[x for pair in c[1] for x in pair])
+    ),
+    SOME_KEYS.map(lambda keys: ("MGET", *keys)),
+    SOME_KEYS.map(lambda keys: ("DEL", *keys)),
+    SOME_KEYS.map(lambda keys: ("EXISTS", *keys)),
+    SOME_KEYS.map(lambda keys: ("UNLINK", *keys)),
+    SOME_KEYS.map(lambda keys: ("TOUCH", *keys)),
+    st.tuples(st.just("SET"), KEY, VALUES),
+    st.tuples(st.just("INCR"), KEY),
+    st.tuples(st.just("GET"), KEY),
+)
+
+
+@pytest.fixture(scope="module")
+def targets(
+    redis_cluster: Cluster, redis_standalone: RedisProcess
+) -> Iterator[tuple[redis.Redis, redis.Redis]]:
+    with (
+        ProxyThread(proxy_config("cluster", redis_cluster.seeds[:1])) as proxy,
+        redis.Redis(port=proxy.port, protocol=2) as through,
+        redis.Redis(port=redis_standalone.port, protocol=2) as reference,
+    ):
+        yield through, reference
+
+
+def run(client: redis.Redis, command: tuple[object, ...]) -> object:
+    try:
+        return client.execute_command(*command)
+    except redis.ResponseError as exc:
+        return f"error: {exc}"
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(COMMAND, min_size=1, max_size=15))
+def test_split_and_merge_match_a_standalone_server(
+    targets: tuple[redis.Redis, redis.Redis], commands: list[tuple[object, ...]]
+) -> None:
+    through, reference = targets
+    through.delete(*KEYS)
+    reference.delete(*KEYS)
+    for command in commands:
+        assert run(through, command) == run(reference, command), command
+    for key in KEYS:
+        assert through.get(key) == reference.get(key)
