@@ -15,6 +15,7 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import TYPE_CHECKING
 
+from proxy import pubsub
 from proxy.dispatch import ReplySink, Request
 from proxy.scripts import ScriptCache, ScriptLoaded, ScriptRequest, load_request
 from proxy.topology import FutureWaiter
@@ -158,6 +159,8 @@ class FanoutExecutor:
     ) -> Callable[[list[bytes]], bytes]:
         if plan.merge == "info":
             return lambda raws: merge_info(raws, args, self.proxy_info())
+        if plan.merge == "pubsub":
+            return lambda raws: pubsub.merge_introspection(self._state, args, raws)
         loaded = self._script_admin(args)
         if loaded is None:
             return lambda raws: merge_fanout(plan.merge, raws, plan.count)

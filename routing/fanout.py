@@ -32,6 +32,7 @@ FanoutMerge = Literal[
     "random_key",
     "slowlog",
     "info",
+    "pubsub",
 ]
 
 
@@ -79,6 +80,12 @@ _OVERRIDES: Final[dict[bytes, tuple[Targets, FanoutMerge]]] = {
     b"randomkey": ("primaries", "random_key"),  # no response policy; a bulk, not an array
     b"slowlog|get": ("nodes", "slowlog"),  # no response policy; newest entries first
     b"config|resetstat": ("nodes", "all_succeeded"),  # no tips at all
+    # No tips: a node knows only its own subscribers; proxy/pubsub.py merges.
+    b"pubsub|channels": ("nodes", "pubsub"),
+    b"pubsub|numsub": ("nodes", "pubsub"),
+    b"pubsub|numpat": ("nodes", "pubsub"),
+    b"pubsub|shardchannels": ("nodes", "pubsub"),
+    b"pubsub|shardnumsub": ("nodes", "pubsub"),
 }
 _SLOWLOG_DEFAULT_COUNT: Final = 10
 

@@ -80,6 +80,7 @@ class FakeTopology:
         self.router.direct.clear()  # every request through plan() and the fake dispatcher
         self.server_version = "7.0.15"
         self.slotmap = None
+        self.read_targets = None
 
 
 class FakePool:
