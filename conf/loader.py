@@ -21,7 +21,15 @@ from typing import Any, Final
 
 import yaml
 
-from conf.schema import Address, Config, LimitsConfig, LogConfig, UpstreamConfig
+from conf.schema import (
+    Address,
+    AuthConfig,
+    Config,
+    LimitsConfig,
+    LogConfig,
+    UpstreamConfig,
+    UserConfig,
+)
 
 _Parser = Callable[[object, str], Any]
 
@@ -315,6 +323,9 @@ _UPSTREAM: Final[Mapping[str, _Parser]] = {
     "tcp_keepalive": _duration(allow_zero=True),
     "tcp_user_timeout": _duration(allow_zero=True),
     "address_map": _address_map,
+    "read_from": _choice(
+        "primary", "prefer-replica", "replica", "any", aliases={"prefer_replica": "prefer-replica"}
+    ),
 }
 _LIMITS: Final[Mapping[str, _Parser]] = {
     "proto_max_bulk_len": _size,
@@ -327,8 +338,20 @@ _LOG: Final[Mapping[str, _Parser]] = {
     "level": _choice("debug", "info", "warning", "error", aliases={"warn": "warning"}),
     "format": _choice("console", "json"),
 }
+_AUTH: Final[Mapping[str, _Parser]] = {
+    "password": _optional_str,
+    "password_env": _env_name,
+    "users": _raw,
+}
+_USER: Final[Mapping[str, _Parser]] = {
+    "name": _optional_str,
+    "password": _optional_str,
+    "password_env": _env_name,
+    "commands": _raw,
+}
 _SECTIONS: Final[Mapping[str, Mapping[str, _Parser]]] = {
     "upstream": _UPSTREAM,
+    "auth": _AUTH,
     "limits": _LIMITS,
     "log": _LOG,
 }
@@ -337,6 +360,7 @@ _TOP: Final[Mapping[str, _Parser]] = {
     "upstream": _raw,
     "limits": _raw,
     "log": _raw,
+    "auth": _raw,
     "workers": _workers,
     "deny_commands": _deny_commands,
     "shutdown_timeout": _duration(allow_zero=True),
@@ -407,6 +431,108 @@ def _parse_upstream(value: object, environ: Mapping[str, str]) -> UpstreamConfig
     return upstream
 
 
+# -- auth: client logins -------------------------------------------------------------------
+
+# Redis 7.0's ACL CAT, plus "all".
+_CATEGORY_NAMES: Final = (
+    "all keyspace read write set sortedset list hash string bitmap hyperloglog geo stream "
+    "pubsub admin fast slow blocking dangerous connection transaction scripting"
+)
+ACL_CATEGORIES: Final = frozenset(_CATEGORY_NAMES.split())
+_USER_NAME_RE: Final = re.compile(r"[!-~]+")  # printable ASCII, no spaces (as ACL SETUSER)
+
+
+def _auth_secret(fields: dict[str, Any], key: str, environ: Mapping[str, str]) -> str | None:
+    """`password` or `password_env` (resolved now); `key` is the section's path."""
+    name = fields.pop("password_env", None)
+    password: str | None = fields.pop("password", None)
+    if name is not None:
+        where = _join(key, "password_env")
+        if password is not None:
+            raise _KeyPathError(where, "set either password or password_env, not both")
+        if name not in environ:
+            raise _KeyPathError(where, f'environment variable "{name}" is not set')
+        password = environ[name]
+        if not password:
+            raise _KeyPathError(where, f'environment variable "{name}" is empty')
+    elif password == "":
+        raise _KeyPathError(_join(key, "password"), "must not be empty")
+    return password
+
+
+def _acl_rules(value: object, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _KeyPathError(
+            key, f'expected a list of rules such as "+@read" or "-flushall", got {_describe(value)}'
+        )
+    rules: list[str] = []
+    for i, item in enumerate(value):
+        where = f"{key}[{i}]"
+        rule = item.strip().lower() if isinstance(item, str) else ""
+        if rule in ("allcommands", "nocommands"):
+            rules.append(rule)
+            continue
+        sign, body = rule[:1], rule[1:]
+        if sign not in ("+", "-") or not body:
+            raise _KeyPathError(
+                where,
+                'expected "+command", "-command", "+@category", "-@category", "allcommands" '
+                f'or "nocommands", got {_describe(item)}',
+            )
+        if body.startswith("@"):
+            if body[1:] not in ACL_CATEGORIES:
+                raise _KeyPathError(
+                    where,
+                    f'unknown command category "{body}" '
+                    f"(known: {', '.join('@' + c for c in sorted(ACL_CATEGORIES))})",
+                )
+        elif not _COMMAND_RE.fullmatch(body):
+            raise _KeyPathError(
+                where, f'expected a command name such as "+get" or "-config|set", got {item!r}'
+            )
+        rules.append(rule)
+    return tuple(rules)
+
+
+def _parse_user(value: object, key: str, environ: Mapping[str, str]) -> UserConfig:
+    fields = _section(value, key, _USER)
+    name = fields.get("name")
+    if not name:
+        raise _KeyPathError(_join(key, "name"), "every user needs a name")
+    if not _USER_NAME_RE.fullmatch(name):
+        raise _KeyPathError(
+            _join(key, "name"), f"expected printable characters without spaces, got {name!r}"
+        )
+    password = _auth_secret(fields, key, environ)
+    if password is None:
+        raise _KeyPathError(_join(key, "password"), "every user needs a password (or password_env)")
+    commands: tuple[str, ...] = ()
+    if "commands" in fields:
+        commands = _acl_rules(fields["commands"], _join(key, "commands"))
+    return UserConfig(name=name, password=password, commands=commands)
+
+
+def _parse_auth(value: object, environ: Mapping[str, str]) -> AuthConfig:
+    fields = _section(value, "auth", _AUTH)
+    password = _auth_secret(fields, "auth", environ)
+    raw_users = fields.get("users", [])
+    if not isinstance(raw_users, list):
+        raise _KeyPathError("auth.users", f"expected a list of users, got {_describe(raw_users)}")
+    users: list[UserConfig] = []
+    for i, item in enumerate(raw_users):
+        user = _parse_user(item, f"auth.users[{i}]", environ)
+        where = f"auth.users[{i}].name"
+        if user.name == "default" and password is not None:
+            raise _KeyPathError(where, '"default" is the user of auth.password; set one of them')
+        for j, other in enumerate(users):
+            if other.name == user.name:
+                raise _KeyPathError(where, f'"{user.name}" is listed twice (also auth.users[{j}])')
+        users.append(user)
+    if password is None and not users:
+        raise _KeyPathError("auth", "set password (or password_env), users, or both")
+    return AuthConfig(password=password, users=tuple(users))
+
+
 def _parse_top(data: object, environ: Mapping[str, str], path: str | None) -> Config:
     if data is None:
         raise _KeyPathError("", "expected a mapping at the top level, got an empty document")
@@ -416,4 +542,6 @@ def _parse_top(data: object, environ: Mapping[str, str], path: str | None) -> Co
         fields["limits"] = LimitsConfig(**_section(fields["limits"], "limits", _LIMITS))
     if "log" in fields:
         fields["log"] = LogConfig(**_section(fields["log"], "log", _LOG))
+    if fields.get("auth") is not None:  # null, like no auth section: clients need no AUTH
+        fields["auth"] = _parse_auth(fields["auth"], environ)
     return Config(**fields, source=path)

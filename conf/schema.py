@@ -13,6 +13,7 @@ from typing import Final, Literal
 Mode = Literal["cluster", "standalone"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["console", "json"]
+ReadFrom = Literal["primary", "prefer-replica", "replica", "any"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,9 @@ class UpstreamConfig:
     # Announced "host:port" -> reachable "host:port", for NAT, NodePort and multi-NIC
     # clusters; applied to every address learned from the cluster (slot maps, MOVED, ASK).
     address_map: tuple[tuple[str, str], ...] = ()
+    # Cluster mode: where read-only commands go. primary | prefer-replica (replicas, the
+    # primary when none is reachable) | replica (replicas while the map lists one) | any.
+    read_from: ReadFrom = "primary"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,26 @@ class LimitsConfig:
 class LogConfig:
     level: LogLevel = "info"
     format: LogFormat = "console"
+
+
+@dataclass(frozen=True, slots=True)
+class UserConfig:
+    """One client login (`AUTH name password`); `commands` are Redis ACL-style rules
+    ("+@read", "-flushall", "+config|get"), applied in order; empty allows everything."""
+
+    name: str
+    # repr=False keeps the secret out of logs and tracebacks that show the config.
+    password: str = field(repr=False)
+    commands: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Client authentication; absent (Config.auth is None) means clients need none.
+    `password` is the "default" user's (`AUTH password`), allowed every command."""
+
+    password: str | None = field(default=None, repr=False)
+    users: tuple[UserConfig, ...] = ()
 
 
 # Commands that stop, reconfigure or take over the servers behind slotless, or that
@@ -98,6 +122,7 @@ class Config:
     upstream: UpstreamConfig = UpstreamConfig()
     limits: LimitsConfig = LimitsConfig()
     log: LogConfig = LogConfig()
+    auth: AuthConfig | None = None
     workers: int = 1
     # Lowercase command names ("flushall") or container subcommands ("config|set").
     deny_commands: tuple[str, ...] = DEFAULT_DENY_COMMANDS

@@ -140,6 +140,12 @@ class Dispatcher:
 
     def forward(self, session: ReplySink, args: list[bytes], slot: int) -> Request:
         request = Request(self, session, pack_command(args), slot)
+        targets = self.topology.read_targets
+        if targets is not None and slot != ANY_NODE and args[0] in self.topology.router.reads:
+            addr = targets[slot].pick(self.pool)  # upstream.read_from
+            if addr is not None:
+                self.pool.get(addr, session.resp3).send(request.raw, request)
+                return request
         self.send(request)
         return request
 

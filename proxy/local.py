@@ -1,15 +1,19 @@
 """Commands a session answers itself: connection state that slotless owns.
 
-Cluster mode emulates a standalone server's answers (QUIT, SELECT 0, HELLO 2, AUTH without
-a password, CLIENT SETNAME/GETNAME/ID/SETINFO/INFO/LIST, RESET). Standalone mode hands
-anything stateful to a dedicated upstream connection instead, so the real server keeps it.
+Cluster mode emulates a standalone server's answers (QUIT, SELECT 0, HELLO, AUTH, RESET,
+CLIENT SETNAME/GETNAME/ID/SETINFO/INFO/LIST/KILL/REPLY/NO-EVICT/NO-TOUCH) for slotless's own
+clients. Standalone mode hands anything stateful to a dedicated upstream connection instead,
+so the real server keeps it. With `auth:` configured, AUTH and HELLO AUTH never go upstream:
+proxy/auth.py answers them in both modes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
 from proxy import blocking, pubsub, txn
+from proxy.auth import RESET, ClientGate, authenticator
 from routing import replies
 from routing.plan import ANY_NODE, LOCAL_COMMANDS, PUBSUB_COMMANDS, TXN_COMMANDS
 from routing.resp import (
@@ -19,7 +23,6 @@ from routing.resp import (
     encode_array,
     encode_bulk,
     encode_int,
-    encode_status,
     string2ll,
 )
 
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from proxy.server import ServerState
     from proxy.session import ClientSession
 
+_NO_SUCH_CLIENT = ErrorReply("ERR No such client").encode()
 _NO_PASSWORD = ErrorReply(
     "ERR AUTH <password> called without any password configured for the default user. "
     "Are you sure your configuration is correct?"
@@ -38,7 +42,7 @@ _BAD_NAME = ErrorReply(
 
 
 class LocalCommands:
-    __slots__ = ("_session", "_state", "lib_name", "lib_ver", "name")
+    __slots__ = ("_session", "_state", "created", "gate", "last_cmd", "lib_name", "lib_ver", "name")
 
     def __init__(self, session: ClientSession, state: ServerState) -> None:
         self._session = session
@@ -46,9 +50,29 @@ class LocalCommands:
         self.name: bytes | None = None
         self.lib_name = b""
         self.lib_ver = b""
+        self.created = state.loop.time()
+        self.last_cmd = b"NULL"
+        self.gate: ClientGate | None = None
+        auth = state.config.auth  # read at connect: a SIGHUP reload applies to new clients
+        if auth is not None:
+            # Sets session.acl: requests wait for AUTH (the session's slots exist by now).
+            self.gate = ClientGate(session, state, authenticator(auth))
+            self.gate.refresh()
+
+    def reset(self) -> None:
+        """RESET's local part (networking.c clearClientConnectionState)."""
+        self.name = None
+        self._session.resp3 = False
 
     def handle(self, name: bytes, args: Args) -> None:
         session = self._session
+        gate = self.gate
+        if gate is not None:
+            if name == b"reset":
+                gate.deauthenticate()
+            elif name in (b"auth", b"hello") and gate.owns_auth:
+                gate.intercept(args)  # never upstream; the gate was out of the way
+                return
         if name == b"quit":
             session.reply(OK)
             session.close_after_replies()
@@ -63,6 +87,13 @@ class LocalCommands:
         else:  # blocking commands, XREAD/XREADGROUP with BLOCK
             blocking.command(session, self._state, name, args)
 
+    def hello(self, args: Args) -> None:
+        """HELLO without AUTH, once proxy/auth.py has authenticated the client."""
+        if self._state.config.upstream.mode == "standalone":
+            self._standalone(b"hello", args)
+        else:
+            self._session.reply(self._hello(args))
+
     def _standalone(self, name: bytes, args: Args) -> None:
         """Keep the shared connection where nothing changes; otherwise pipe."""
         if name == b"select" and len(args) == 2 and args[1] == b"0":
@@ -76,6 +107,8 @@ class LocalCommands:
             # (redis-py 8 sends CLIENT MAINT_NOTIFICATIONS, which Redis 7.0 does not know).
             self._session.forward(args, ANY_NODE)
         else:
+            if self.gate is not None:
+                self._session.acl = self.gate  # it must see RESET (and check rules) from now
             self._session.start_pipe(args)
 
     def _known_client_subcommand(self, args: Args) -> bool:
@@ -95,9 +128,9 @@ class LocalCommands:
         if name == b"auth":
             return self._auth(args)
         if name == b"reset":
-            self.name = None
-            self._session.resp3 = False
-            return encode_status(b"RESET")
+            self.reset()
+            return RESET
+        self.last_cmd = b"client|" + args[1].lower() if len(args) > 1 else b"client"
         return self._client(args)
 
     def _auth(self, args: Args) -> bytes:
@@ -109,13 +142,20 @@ class LocalCommands:
             return _WRONGPASS
         return replies.SYNTAX.encode()
 
-    def _hello(self, args: Args) -> bytes:
+    @staticmethod
+    def hello_version_error(args: Args) -> bytes | None:
         if len(args) >= 2:
             version = string2ll(args[1])
             if version is None:
                 return ErrorReply("ERR Protocol version is not an integer or out of range").encode()
             if version not in (2, 3):
                 return replies.NOPROTO.encode()
+        return None
+
+    def _hello(self, args: Args) -> bytes:
+        error = self.hello_version_error(args)
+        if error is not None:
+            return error
         i = 2
         while i < len(args):
             option = args[i].lower()
@@ -175,16 +215,119 @@ class LocalCommands:
             return self._client_setinfo(args)
         if sub == b"info" and argc == 2:
             return encode_bulk(self.info_line() + b"\n")
-        if sub == b"list" and argc == 2:
-            lines = [s.local.info_line() + b"\n" for s in self._state.sessions]
-            return encode_bulk(b"".join(lines))
-        if sub in (b"setname", b"getname", b"id", b"setinfo", b"info"):
-            return replies.wrong_arity(b"client|" + sub).encode()
         if not self._known_client_subcommand(args):
             return replies.unknown_subcommand(b"client", args[1] if len(args) > 1 else b"").encode()
+        if sub in (b"setname", b"getname", b"id", b"setinfo", b"info"):
+            return replies.wrong_arity(b"client|" + sub).encode()
+        if sub == b"list":
+            return self._client_list(args)
+        if sub == b"kill" and argc >= 3:
+            return self._client_kill(args)
+        if sub in (b"no-evict", b"no-touch") and argc == 3:
+            # Accepted and ignored: eviction and LRU/LFU touches happen on the nodes, which
+            # never see this client's connection (shared, multiplexed upstream connections).
+            return OK if args[2].lower() in (b"on", b"off") else replies.SYNTAX.encode()
+        if sub == b"reply" and argc == 3:
+            return self._client_reply(args[2].lower())
+        if sub in (b"kill", b"no-evict", b"no-touch", b"reply"):
+            return replies.wrong_arity(b"client|" + sub).encode()
         return replies.unsupported(
             b"CLIENT " + sub.upper(), "in cluster mode yet (it needs per-connection state)"
         ).encode()
+
+    def _client_reply(self, mode: bytes) -> bytes:
+        """OFF and SKIP answer nothing (networking.c clientCommand); see proxy/auth.py."""
+        if mode not in (b"on", b"off", b"skip"):
+            return replies.SYNTAX.encode()
+        if self.gate is None:
+            if mode == b"on":
+                return OK
+            self.gate = ClientGate(self._session, self._state, None)
+        self.gate.set_reply_mode("on" if mode == b"on" else "off" if mode == b"off" else "skip")
+        return OK if mode == b"on" else b""
+
+    def _client_list(self, args: Args) -> bytes:
+        """CLIENT LIST [TYPE type] [ID id ...]: slotless's own clients."""
+        sessions = list(self._state.sessions)
+        argc = len(args)
+        if argc == 4 and args[2].lower() == b"type":
+            kind = args[3].lower()
+            if kind not in _CLIENT_TYPES:
+                return _unknown_type(args[3])
+            sessions = [s for s in sessions if _client_type(s) == _CLIENT_TYPES[kind]]
+        elif argc > 3 and args[2].lower() == b"id":
+            ids = set()
+            for raw in args[3:]:
+                cid = string2ll(raw)
+                if cid is None:
+                    return ErrorReply("ERR Invalid client ID").encode()
+                ids.add(cid)
+            sessions = [s for s in sessions if s.id in ids]
+        elif argc != 2:
+            return replies.SYNTAX.encode()
+        sessions.sort(key=lambda s: s.id)
+        return encode_bulk(b"".join(s.local.info_line() + b"\n" for s in sessions))
+
+    def _client_kill(self, args: Args) -> bytes:
+        """CLIENT KILL addr | CLIENT KILL [ID id] [TYPE t] [USER u] [ADDR a] [LADDR a]
+        [SKIPME yes|no]: closes matching slotless clients (networking.c clientCommand)."""
+        me = self._session
+        tests: list[Callable[[ClientSession], bool]] = []
+        skipme = len(args) != 3  # with the old form, a client can kill itself
+        if len(args) == 3:
+            addr = args[2].decode("utf-8", "replace")
+            tests.append(lambda s: s.peer == addr)
+        else:
+            if len(args) % 2:
+                return replies.SYNTAX.encode()
+            for option, value in zip(args[2::2], args[3::2], strict=True):
+                test, error = self._kill_filter(option.lower(), value)
+                if error is not None:
+                    return error
+                if test is None:  # SKIPME
+                    skipme = value.lower() == b"yes"
+                else:
+                    tests.append(test)
+        victims = [
+            s
+            for s in list(self._state.sessions)
+            if all(test(s) for test in tests) and not (skipme and s is me)
+        ]
+        for victim in victims:
+            if victim is not me:
+                victim.abort()
+        if len(args) == 3 and not victims:
+            return _NO_SUCH_CLIENT
+        if me in victims:
+            me.close_after_replies()
+        return OK if len(args) == 3 else encode_int(len(victims))
+
+    def _kill_filter(
+        self, option: bytes, value: bytes
+    ) -> tuple[Callable[[ClientSession], bool] | None, bytes | None]:
+        text = value.decode("utf-8", "replace")
+        if option == b"id":
+            cid = string2ll(value)
+            if cid is None or cid < 1:
+                return None, ErrorReply("ERR client-id should be greater than 0").encode()
+            return (lambda s: s.id == cid), None
+        if option == b"type":
+            kind = _CLIENT_TYPES.get(value.lower())
+            if kind is None:
+                return None, _unknown_type(value)
+            return (lambda s: _client_type(s) == kind), None
+        if option == b"user":
+            gate = self.gate
+            if value != b"default" and (gate is None or not gate.knows_user(value)):
+                return None, ErrorReply(f"ERR No such user '{text}'").encode()
+            return (lambda s: s.local.user_name == value), None
+        if option == b"addr":
+            return (lambda s: s.peer == text), None
+        if option == b"laddr":
+            return (lambda s: s.local.laddr == text), None
+        if option == b"skipme" and value.lower() in (b"yes", b"no"):
+            return None, None
+        return None, replies.SYNTAX.encode()
 
     def _client_setinfo(self, args: Args) -> bytes:
         attr = args[2].lower()
@@ -200,15 +343,63 @@ class LocalCommands:
             return OK
         return ErrorReply(f"ERR Unrecognized option '{args[2].decode(errors='replace')}'").encode()
 
+    @property
+    def user_name(self) -> bytes:
+        return self.gate.user_name if self.gate is not None else b"default"
+
+    @property
+    def laddr(self) -> str:
+        transport = self._session._transport
+        sock = transport.get_extra_info("sockname") if transport is not None else None
+        if isinstance(sock, tuple):
+            host = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
+            return f"{host}:{sock[1]}"
+        return str(sock or "")
+
     def info_line(self) -> bytes:
+        """CLIENT INFO / CLIENT LIST fields (networking.c catClientInfoString), for this
+        slotless client; buffer and memory fields are slotless's, so they read 0."""
         session = self._session
-        return b"id=%d addr=%s name=%s db=0 cmd=client lib-name=%s lib-ver=%s" % (
+        now = self._state.loop.time()
+        flags = b"P" if session.pubsub is not None else b"x" if session.txn is not None else b"N"
+        return (
+            b"id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 sub=0 psub=0 "
+            b"ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 "
+            b"oll=0 omem=0 tot-mem=0 events=r cmd=%s user=%s redir=-1 resp=%d "
+            b"lib-name=%s lib-ver=%s"
+        ) % (
             session.id,
             session.peer.encode(),
+            self.laddr.encode(),
             self.name or b"",
+            int(now - self.created),
+            int(now - session.last_active),
+            flags,
+            self.last_cmd,
+            self.user_name,
+            3 if session.resp3 else 2,
             self.lib_name,
             self.lib_ver,
         )
+
+
+# Redis client types (networking.c getClientTypeByName); slotless's clients are all normal
+# or pub/sub: replicas and masters never connect through it.
+_CLIENT_TYPES: Final = {
+    b"normal": b"normal",
+    b"pubsub": b"pubsub",
+    b"slave": b"replica",
+    b"replica": b"replica",
+    b"master": b"master",
+}
+
+
+def _client_type(session: ClientSession) -> bytes:
+    return b"pubsub" if session.pubsub is not None else b"normal"
+
+
+def _unknown_type(name: bytes) -> bytes:
+    return ErrorReply(f"ERR Unknown client type '{name.decode('utf-8', 'replace')}'").encode()
 
 
 def _valid_name(name: bytes) -> bool:

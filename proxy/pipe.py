@@ -8,6 +8,8 @@ client. The pipe sits last in the session's reply queue and streams from there.
 from __future__ import annotations
 
 import asyncio
+import os
+from collections import deque
 from typing import TYPE_CHECKING, cast
 
 import structlog
@@ -38,6 +40,10 @@ class Pipe(asyncio.Protocol):
         self._skip_replies = 1
         self._paused = False
         self._closed = False
+        # inject(): (the server's error line to find, the reply that replaces it)
+        self._swaps: deque[tuple[bytes, bytes]] = deque()
+        self._nonce = os.urandom(8).hex().encode()
+        self._injected = 0
         upstream = state.config.upstream
         handshake = state.pool.handshake(session.resp3)
         if handshake is not None:
@@ -96,9 +102,39 @@ class Pipe(asyncio.Protocol):
         else:
             self._transport.write(raw)
 
+    def inject(self, reply: bytes) -> None:
+        """Answer one request here, in order with the server's replies (proxy/auth.py:
+        NOAUTH, NOPERM): the server gets an unknown command, whose error line is swapped
+        for `reply`. In MULTI that flags the transaction (EXECABORT) as a refusal does."""
+        self._injected += 1
+        marker = b"slotless-reply-%s-%d" % (self._nonce, self._injected)
+        self._swaps.append((b"-ERR unknown command '" + marker + b"'", reply))
+        self.send(pack_command([marker]))
+
+    def _swap(self) -> None:
+        swaps = self._swaps
+        i = 0
+        while i < len(swaps):
+            line, reply = swaps[i]
+            start = self._buf.find(line)
+            end = self._buf.find(b"\r\n", start) if start >= 0 else -1
+            if end < 0:
+                i += 1
+                continue
+            self._buf[start : end + 2] = reply
+            # Replies come in order: earlier ones not seen were muted (CLIENT REPLY OFF).
+            for _ in range(i + 1):
+                swaps.popleft()
+            i = 0
+
     def take(self) -> bytes:
-        data = bytes(self._buf)
-        self._buf.clear()
+        if self._swaps:  # keep back a line that may be the start of a swapped one
+            cut = self._buf.rfind(b"\n") + 1
+            data = bytes(self._buf[:cut])
+            del self._buf[:cut]
+        else:
+            data = bytes(self._buf)
+            self._buf.clear()
         if self._paused and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
@@ -128,6 +164,8 @@ class Pipe(asyncio.Protocol):
             del self._buf[:end]
             self._skip_replies -= 1
             self._skip_auth = self._skip_replies > 0
+        if self._swaps:
+            self._swap()
         if len(self._buf) > _HIGH_WATER and self._transport is not None and not self._paused:
             self._paused = True
             self._transport.pause_reading()

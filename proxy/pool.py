@@ -14,11 +14,13 @@ from collections.abc import Callable
 import structlog
 
 from conf import UpstreamConfig
-from proxy.upstream import UpstreamConnection
+from proxy.upstream import DISCARD, UpstreamConnection
 from routing.resp import is_error, pack_command
 from routing.slotmap import parse_addr
 
 log = structlog.get_logger("slotless.pool")
+
+_READONLY = pack_command([b"READONLY"])
 
 
 class _AuthCheck:
@@ -62,6 +64,7 @@ class UpstreamPool:
         self._down: dict[str, tuple[float, float, str]] = {}  # addr -> (until, backoff, why)
         self._dedicated: set[UpstreamConnection] = set()
         self.tcp = (config.tcp_keepalive, config.tcp_user_timeout)
+        self._readonly = config.mode == "cluster" and config.read_from != "primary"
         self._auth: list[bytes] = []
         if config.password is not None:
             self._auth = [(config.username or "default").encode(), config.password.encode()]
@@ -100,6 +103,11 @@ class UpstreamPool:
         self._dedicated.add(conn)
         return conn
 
+    def is_down(self, addr: str) -> bool:
+        """`addr` refused a connect and its backoff has not expired yet."""
+        down = self._down.get(addr)
+        return down is not None and self._loop.time() < down[0]
+
     def handshake(self, resp3: bool) -> bytes | None:
         """What a new upstream connection sends first: AUTH and/or HELLO 3, or nothing."""
         if resp3:
@@ -117,6 +125,8 @@ class UpstreamPool:
         handshake = self.handshake(resp3)
         if handshake is not None:
             conn.send(handshake, _AuthCheck(addr))
+        if self._readonly:
+            conn.send(_READONLY, DISCARD)  # replicas serve reads (harmless on a primary)
         task = self._loop.create_task(self._open(conn))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -147,7 +157,10 @@ class UpstreamPool:
             log.warning("upstream_connect_failed", node=addr, reason=why)
 
     def _lost(self, conn: UpstreamConnection, why: str) -> None:
-        self._dedicated.discard(conn)
+        if conn in self._dedicated:
+            self._dedicated.discard(conn)
+            if why == "connection closed":
+                return  # closed by its owner when done (conn.close()): not a node failure
         conns = self._conns.get((conn.addr, conn.resp3))
         if conns is not None and conn in conns:
             conns.remove(conn)

@@ -175,6 +175,8 @@ class ClientSession(asyncio.Protocol):
         owners = slotmap.owners if slotmap is not None else None
         pool = state.pool
         first = pool.first[self.resp3]
+        read_targets = topology.read_targets  # None unless upstream.read_from sends reads away
+        reads = topology.router.reads
         dispatcher = state.dispatcher
         queue = self._queue
         for args in requests:
@@ -191,6 +193,8 @@ class ClientSession(asyncio.Protocol):
                         key = args[index]
                         slot = key_hash_slot(key) if b"{" in key else crc_hqx(key, 0) & 16383
                         addr = owners[slot]
+                        if read_targets is not None and args[0] in reads:
+                            addr = read_targets[slot].pick(pool)
                 if addr is not None:
                     conn = first.get(addr)
                     if conn is None or conn.closed:
@@ -207,10 +211,11 @@ class ClientSession(asyncio.Protocol):
     def handle(self, args: Args) -> None:
         """Plan one request and put its entry in the reply queue."""
         if self.detour:
+            # Authentication comes first, pipe or not (proxy/auth.py answers through it).
+            if self.acl is not None and self.acl.intercept(args):
+                return
             if self.pipe is not None:
                 self.pipe.send_args(args)
-                return
-            if self.acl is not None and self.acl.intercept(args):
                 return
             if self.txn is not None and self.txn.intercept(args):
                 return

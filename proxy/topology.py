@@ -44,6 +44,36 @@ def bundled_command_table() -> CommandTable:
     return parse_command_reply(parse_reply(raw))
 
 
+class ReadTargets:
+    """The nodes one shard's reads may go to, taken in turn, skipping nodes that are down.
+
+    `fallback`: the primary serves when every candidate is down (prefer-replica), or the
+    shard has no replica at all.
+    """
+
+    __slots__ = ("_next", "candidates", "fallback", "primary")
+
+    def __init__(self, primary: str | None, candidates: tuple[str, ...], fallback: bool) -> None:
+        self.primary = primary
+        self.candidates = candidates
+        self.fallback = fallback
+        self._next = 0
+
+    def pick(self, pool: UpstreamPool) -> str | None:
+        candidates = self.candidates
+        count = len(candidates)
+        for _ in range(count):
+            self._next = index = (self._next + 1) % count
+            if not pool.is_down(candidates[index]):
+                return candidates[index]
+        if self.fallback or not count:
+            return self.primary
+        return candidates[self._next]
+
+
+_UNSERVED = ReadTargets(None, (), True)
+
+
 class Topology:
     def __init__(self, config: Config, pool: UpstreamPool, loop: asyncio.AbstractEventLoop) -> None:
         self._config = config
@@ -62,6 +92,8 @@ class Topology:
             SlotMap.single(self.seeds[0]) if self.mode == "standalone" else None
         )
         self._primaries: tuple[str, ...] = self.slotmap.primaries if self.slotmap else ()
+        # Per slot, where reads go (upstream.read_from); None: reads go to the primary.
+        self.read_targets: tuple[ReadTargets, ...] | None = None
         self._next_primary = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -80,6 +112,22 @@ class Topology:
         if self.mode == "standalone":
             self._set_map(SlotMap.single(self.seeds[0]))
         self.request_refresh()
+
+    def _build_read_targets(self, slotmap: SlotMap) -> None:
+        read_from = self._upstream.read_from
+        if read_from == "primary" or self.mode != "cluster":
+            self.read_targets = None
+            return
+        targets: list[ReadTargets | None] = [None] * 16384
+        for shard in slotmap.shards:
+            if read_from == "any":
+                choice = ReadTargets(shard.primary, (shard.primary, *shard.replicas), True)
+            else:
+                fallback = read_from == "prefer-replica" or not shard.replicas
+                choice = ReadTargets(shard.primary, shard.replicas, fallback)
+            for start, end in shard.ranges:
+                targets[start : end + 1] = [choice] * (end - start + 1)
+        self.read_targets = tuple(t or _UNSERVED for t in targets)
 
     def remap(self, addr: str) -> str:
         """The reachable address of a node the cluster announced as `addr` (address_map)."""
@@ -161,6 +209,7 @@ class Topology:
             return
         self.slotmap = slotmap
         self._primaries = slotmap.primaries
+        self._build_read_targets(slotmap)
         self.known = distinct([*self.known, *slotmap.nodes])
         if not quiet:
             log.info(

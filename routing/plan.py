@@ -84,7 +84,7 @@ _PONG: Final = Reply(b"+PONG\r\n")
 class Router:
     """Plans requests for one command table and mode; built once per table."""
 
-    __slots__ = ("_denied_unknown", "_handlers", "direct", "mode", "table")
+    __slots__ = ("_denied_unknown", "_handlers", "direct", "mode", "reads", "table")
 
     def __init__(self, table: CommandTable, mode: Mode, deny: Iterable[str] = ()) -> None:
         self.table = table
@@ -99,6 +99,8 @@ class Router:
         # that plan() would route by that key's slot alone (cluster), or -> (0, 0) for
         # commands forwarded as they are (standalone). Both casings of each name.
         self.direct: dict[bytes, tuple[int, int]] = {}
+        # The single-key read-only commands of `direct` (upstream.read_from), both casings.
+        reads: set[bytes] = set()
         for spec in table:
             handler = self._make_handler(spec)
             allowed = _deny_handler(spec, denied, handler)
@@ -108,6 +110,9 @@ class Router:
             shortcut = self._direct_route(spec, handler) if allowed is handler else None
             if shortcut is not None:
                 self.direct[name] = self.direct[name.upper()] = shortcut
+                if b"readonly" in spec.flags and shortcut[0]:
+                    reads.update((name, name.upper()))
+        self.reads: frozenset[bytes] = frozenset(reads)
 
     def _direct_route(self, spec: CommandSpec, handler: Handler) -> tuple[int, int] | None:
         if handler is _any_node and self.mode == "standalone":

@@ -10,17 +10,21 @@ from typing import Any, TypeVar
 import uvloop
 
 from conf import Address, Config, LimitsConfig, UpstreamConfig
+from conf.schema import AuthConfig
 from proxy.server import Server
 
 T = TypeVar("T")
 
 
-def proxy_config(mode: str, nodes: Sequence[str], **upstream: Any) -> Config:
+def proxy_config(
+    mode: str, nodes: Sequence[str], auth: AuthConfig | None = None, **upstream: Any
+) -> Config:
     addrs = tuple(Address(h, int(p)) for h, _, p in (n.rpartition(":") for n in nodes))
     return Config(
         listen=Address("127.0.0.1", 0),
         upstream=UpstreamConfig(mode=mode, nodes=addrs, **upstream),  # type: ignore[arg-type]
         limits=LimitsConfig(),
+        auth=auth,
     )
 
 

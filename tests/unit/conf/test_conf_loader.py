@@ -57,7 +57,7 @@ ERROR_CASES: list[tuple[str, str]] = [
     (f"{NODE}\nlisen: '127.0.0.1:1'", 'lisen: unknown key (did you mean "listen"?)'),
     (
         f"{NODE}\nsource: x.yaml",
-        "source: unknown key (valid keys: listen, upstream, limits, log, workers, "
+        "source: unknown key (valid keys: listen, upstream, limits, log, auth, workers, "
         "deny_commands, shutdown_timeout)",
     ),
     ("nodes: ['a:1']", 'nodes: unknown key (did you mean "upstream.nodes"?)'),
@@ -460,13 +460,14 @@ def test_load_config_errors_name_the_given_path(tmp_path: Path) -> None:
 def test_resilience_keys() -> None:
     config = parse(
         upstream(
-            "tcp_keepalive: 3s, tcp_user_timeout: 0, "
+            "tcp_keepalive: 3s, tcp_user_timeout: 0, read_from: prefer_replica, "
             "address_map: {'10.0.0.1:6379': '127.0.0.1:7000', 'node-a:6379': 'x.y:1'}"
         )
         + "\nlimits: {client_idle_timeout: 5m}\nshutdown_timeout: 30s"
     )
     assert config.upstream.tcp_keepalive == 3.0
     assert config.upstream.tcp_user_timeout == 0.0
+    assert config.upstream.read_from == "prefer-replica"
     assert config.upstream.address_map == (
         ("10.0.0.1:6379", "127.0.0.1:7000"),
         ("node-a:6379", "x.y:1"),
