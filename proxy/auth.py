@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import structlog
 
 from conf.schema import AuthConfig
+from proxy import txn
 from routing import replies
 from routing.commands import CommandSpec, CommandTable
 from routing.resp import OK, Args, ErrorReply, encode_status
@@ -282,6 +283,7 @@ class ClientGate:
         denied = user.may_run(self._state.topology.table, args)
         if denied is None:
             return False
+        txn.flag(self._session)  # inside MULTI, Redis then answers EXEC with EXECABORT
         self.answer(denied)
         return True
 

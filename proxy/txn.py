@@ -1,19 +1,496 @@
-"""Transactions in cluster mode: MULTI/EXEC/DISCARD/WATCH/UNWATCH (issue 5)."""
+"""Transactions in cluster mode: MULTI/EXEC/DISCARD/WATCH/UNWATCH (issue 5).
+
+MULTI is held locally until the first keyed command (or WATCH) names a slot; the transaction
+then runs on a dedicated connection to that slot's primary, which keeps the MULTI and WATCH
+state as Redis does for a direct client. Commands for another slot are refused at queue time
+(EXEC then answers EXECABORT). A slot that moves mid-transaction makes the node discard it;
+the client gets a clear error, never a partial transaction. routing/txn.py decides slots.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import TYPE_CHECKING
 
+from proxy.upstream import UpstreamConnection, Waiter
 from routing import replies
-from routing.resp import Args
+from routing.plan import ANY_NODE, Reply
+from routing.redirect import CLUSTER_ERROR_PREFIXES, parse_redirect
+from routing.resp import OK, Args, pack_command
+from routing.txn import (
+    DISCARD_WITHOUT_MULTI,
+    EXEC_WITHOUT_MULTI,
+    EXECABORT,
+    NESTED_MULTI,
+    WATCH_INSIDE_MULTI,
+    Refuse,
+    exec_abort,
+    lost_before_exec,
+    lost_in_exec,
+    plan_queued,
+    slot_moving,
+    watch_slot,
+)
 
 if TYPE_CHECKING:
     from proxy.server import ServerState
-    from proxy.session import ClientSession
+    from proxy.session import ClientSession, Entry
+
+_MULTI = pack_command([b"MULTI"])
+_EXEC = pack_command([b"EXEC"])
+_DISCARD = pack_command([b"DISCARD"])
+_RESET = pack_command([b"RESET"])
+_QUEUED = b"+QUEUED\r\n"
+_EMPTY_EXEC = b"*0\r\n"
+_UPSTREAM_LOST = b"-ERR upstream "
+_CONTROL = frozenset((b"exec", b"discard", b"multi", b"watch"))
+_GATE_POLL = 0.001  # seconds between checks of the replies a new binding waits for
+
+# Dedicated connections each client holds, closed when the client goes away (Redis then
+# discards its transaction and watches). One on_close hook per session, not per MULTI.
+_held: weakref.WeakKeyDictionary[ClientSession, set[UpstreamConnection]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def command(session: ClientSession, state: ServerState, name: bytes, args: Args) -> None:
-    """Serve one request the router planned as Local(name) for this module."""
-    session.reply(
-        replies.unsupported(name, "in cluster mode yet (it needs per-connection state)").encode()
+    """Serve MULTI/EXEC/DISCARD/WATCH/UNWATCH outside MULTI (arity already checked)."""
+    txn = session.txn
+    if isinstance(txn, Transaction):
+        txn.on_command(name, args)
+    elif name == b"multi":
+        Transaction(session, state).begin()
+    elif name == b"watch":
+        Transaction(session, state).watch(args)
+    elif name == b"unwatch":
+        session.reply(OK)
+    elif name == b"exec":
+        session.reply(EXEC_WITHOUT_MULTI.encode())
+    else:
+        session.reply(DISCARD_WITHOUT_MULTI.encode())
+
+
+def flag(session: ClientSession) -> None:
+    """A command refused before it reached the transaction (by proxy/auth.py's ACL check,
+    say): inside MULTI, Redis then makes EXEC answer EXECABORT (server.c rejectCommand)."""
+    txn = session.txn
+    if isinstance(txn, Transaction) and txn.in_multi:
+        txn.flagged = True
+
+
+def _hold(session: ClientSession, conn: UpstreamConnection) -> None:
+    conns = _held.get(session)
+    if conns is None:
+        conns = _held[session] = set()
+        session.on_close(lambda: _close_all(session))
+    conns.add(conn)
+
+
+def _close_all(session: ClientSession) -> None:
+    for conn in _held.pop(session, ()):
+        conn.close()
+
+
+def _release(session: ClientSession, conn: UpstreamConnection) -> None:
+    conns = _held.get(session)
+    if conns is not None:
+        conns.discard(conn)
+    conn.close()
+
+
+class _Swallow:
+    """Waiter for a reply the client already has (MULTI's +OK, a locally queued command's
+    +QUEUED): an error there means the node flagged the transaction."""
+
+    __slots__ = ("txn",)
+
+    def __init__(self, txn: Transaction) -> None:
+        self.txn = txn
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        if raw[:1] == b"-":
+            self.txn.flagged = True
+
+
+class _Close:
+    """Waiter for the last request on a connection (DISCARD, RESET): then close it."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: ClientSession) -> None:
+        self.session = session
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        _release(self.session, conn)
+
+
+class _Relay:
+    """A reply entry filled by the node's answer: WATCH's (the requests after it wait, as
+    they would on a single server), or UNWATCH's (the last on the connection)."""
+
+    __slots__ = ("reply", "session", "txn")
+
+    def __init__(self, session: ClientSession, txn: Transaction | None) -> None:
+        self.session = session
+        self.txn = txn
+        self.reply: bytes | None = None
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        self.reply = raw
+        self.session.on_ready()
+        if self.txn is None:
+            _release(self.session, conn)
+        else:
+            self.txn.lift_barrier()
+
+
+class _Queued:
+    """The reply entry of a command queued on the node: +QUEUED, or why it was refused."""
+
+    __slots__ = ("reply", "txn")
+
+    def __init__(self, txn: Transaction) -> None:
+        self.txn = txn
+        self.reply: bytes | None = None
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        if raw[:1] == b"-":
+            # The node flags its transaction on any refusal (server.c rejectCommand and the
+            # cluster redirection), so its EXEC will answer EXECABORT; so does ours.
+            self.txn.flagged = True
+            if raw.startswith(CLUSTER_ERROR_PREFIXES):
+                raw = self.txn.explain_moving(raw, conn, "the transaction will be discarded")
+        self.reply = raw
+        self.txn.session.on_ready()
+
+
+class _Exec:
+    """EXEC's reply entry: the node's answer, or an error saying what was (not) applied."""
+
+    __slots__ = ("reply", "txn")
+
+    def __init__(self, txn: Transaction) -> None:
+        self.txn = txn
+        self.reply: bytes | None = None
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        txn = self.txn
+        if raw.startswith(_UPSTREAM_LOST):
+            raw = lost_in_exec(conn.addr, conn.established)
+        elif raw.startswith(CLUSTER_ERROR_PREFIXES):
+            # The node refused EXEC as a whole (cluster.c getNodeByQuery) and discarded it;
+            # if a queued command was refused already, the client expects EXECABORT.
+            explained = txn.explain_moving(raw, conn, "transaction aborted; nothing was applied")
+            raw = EXECABORT.encode() if txn.flagged else explained
+        self.reply = raw
+        txn.session.on_ready()
+        _release(txn.session, conn)
+        txn.lift_barrier()
+
+
+class _Upstream:
+    """The dedicated connection behind a gate: what is sent to it waits until the replies
+    owed for requests that went over shared connections before it are in, so the
+    transaction sees a pipelined write sent before it, as on one server."""
+
+    __slots__ = ("_held", "_loop", "_prior", "conn")
+
+    def __init__(self, conn: UpstreamConnection, loop: asyncio.AbstractEventLoop) -> None:
+        self.conn = conn
+        self._loop = loop
+        self._prior: list[Entry] = []
+        self._held: list[tuple[bytes, Waiter]] | None = None
+
+    def wait_for(self, entries: list[Entry]) -> None:
+        """Hold what is sent from now on until these entries have their replies."""
+        pending = [entry for entry in entries if entry.reply is None]
+        if pending:
+            self._prior += pending
+            if self._held is None:
+                self._held = []
+                self._loop.call_later(_GATE_POLL, self._check)
+
+    def send(self, raw: bytes, waiter: Waiter) -> None:
+        if self._held is None:
+            self.conn.send(raw, waiter)
+        else:
+            self._held.append((raw, waiter))
+
+    def _check(self) -> None:
+        if not self.conn.closed and any(entry.reply is None for entry in self._prior):
+            self._loop.call_later(_GATE_POLL, self._check)
+            return
+        held, self._held, self._prior = self._held or [], None, []
+        for raw, waiter in held:
+            self.conn.send(raw, waiter)
+
+
+class Transaction:
+    """One client's MULTI block and/or WATCHed keys; `session.txn` while it lasts."""
+
+    __slots__ = (
+        "_after",
+        "_barrier",
+        "_finished",
+        "_shared",
+        "_state",
+        "buffered",
+        "flagged",
+        "in_multi",
+        "session",
+        "slot",
+        "up",
     )
+
+    def __init__(self, session: ClientSession, state: ServerState) -> None:
+        self.session = session
+        self._state = state
+        self.in_multi = False
+        self.flagged = False  # a command was refused: EXEC answers EXECABORT
+        self.slot: int | None = None  # the bound slot (ANY_NODE: keyless transaction)
+        self.up: _Upstream | None = None  # the dedicated connection, once bound
+        self.buffered: list[bytes] = []  # keyless commands queued before the binding
+        # While WATCH's or EXEC's reply is awaited, later requests wait here: on one server
+        # they would run after it (read-your-writes for pipelining clients).
+        self._barrier = False
+        self._after: list[Args] = []
+        self._finished = False  # EXEC sent: leave the session when its reply is in
+        # Requests may have gone over shared connections since the gate was last set.
+        self._shared = True
+
+    # --- the session's view -------------------------------------------------------------
+
+    def intercept(self, args: Args) -> bool:
+        """Inside MULTI every command is ours but QUIT and RESET; outside, only RESET's
+        side effect (the router sends WATCH & co. to `command`)."""
+        if self._barrier:
+            self._after.append(args)
+            return True
+        name = args[0].lower()
+        if name == b"reset":
+            self.reset()
+            return False
+        if not self.in_multi or name == b"quit":
+            self._shared = True
+            return False
+        if name in _CONTROL:
+            plan = self._state.topology.router.plan(args)
+            if isinstance(plan, Reply):
+                self._refused_control(name, plan.raw)
+            else:
+                self.on_command(name, args)
+        else:
+            self.queue(args)
+        return True
+
+    def lift_barrier(self) -> None:
+        """WATCH's or EXEC's reply is in: serve the requests that waited for it."""
+        self._barrier = False
+        if self._finished:
+            self._uninstall()
+        after, self._after = self._after, []
+        if after:
+            self.session._run(after)
+
+    def on_command(self, name: bytes, args: Args) -> None:
+        session = self.session
+        if name == b"multi":
+            if self.in_multi:
+                session.reply(NESTED_MULTI.encode())
+            else:
+                self.begin()
+        elif name == b"exec":
+            if self.in_multi:
+                self.exec()
+            else:
+                session.reply(EXEC_WITHOUT_MULTI.encode())
+        elif name == b"discard":
+            if self.in_multi:
+                self.discard()
+            else:
+                session.reply(DISCARD_WITHOUT_MULTI.encode())
+        elif name == b"watch":
+            if self.in_multi:
+                session.reply(WATCH_INSIDE_MULTI.encode())
+            else:
+                self.watch(args)
+        else:  # UNWATCH outside MULTI: the watches go with the connection
+            up, self.up = self.up, None
+            self._uninstall()
+            if up is None:
+                session.reply(OK)
+            else:
+                self._send(up, pack_command(args), _Relay(session, None))
+
+    def _refused_control(self, name: bytes, raw: bytes) -> None:
+        if name == b"exec":
+            # multi.c execCommandAbort: an EXEC refused by processCommand ends the block.
+            self.session.reply(exec_abort(raw))
+            self._end(_DISCARD)
+        else:
+            self.flagged = True
+            self.session.reply(raw)
+
+    # --- MULTI, WATCH -----------------------------------------------------------------------
+
+    def begin(self) -> None:
+        self.in_multi = True
+        self._install()
+        if self.up is not None:
+            self._up_send(self.up, _MULTI, _Swallow(self))
+        self.session.reply(OK)
+
+    def watch(self, args: Args) -> None:
+        slot = watch_slot(args)
+        if isinstance(slot, Refuse) or (self.slot is not None and slot != self.slot):
+            self.session.reply(slot.raw if isinstance(slot, Refuse) else replies.CROSSSLOT.encode())
+            return
+        if self.up is None:
+            error = self._bind(slot)
+            if error is not None:
+                self.session.reply(error)
+                return
+            self._install()
+        assert self.up is not None
+        self._barrier = True
+        self._send(self.up, pack_command(args), _Relay(self.session, self))
+
+    def _bind(self, slot: int) -> bytes | None:
+        """Open the dedicated connection to `slot`'s primary; an error reply if none."""
+        topology = self._state.topology
+        slotmap = topology.slotmap
+        if slotmap is None:
+            topology.request_refresh()
+            return replies.NO_TOPOLOGY.encode()
+        addr = slotmap.node_for_slot(slot) if slot != ANY_NODE else topology.any_primary()
+        if addr is None:
+            topology.request_refresh()
+            return replies.SLOT_NOT_SERVED.encode()
+        conn = self._state.pool.dedicated(addr, self.session.resp3)
+        _hold(self.session, conn)
+        self.up = _Upstream(conn, self._state.loop)
+        self.slot = slot
+        return None
+
+    def _install(self) -> None:
+        if self.session.txn is not self:
+            self.session.txn = self
+            self.session.update_detour()
+
+    def _uninstall(self) -> None:
+        self.in_multi = False
+        if self.session.txn is self:
+            self.session.txn = None
+            self.session.update_detour()
+
+    # --- queued commands --------------------------------------------------------------------
+
+    def queue(self, args: Args) -> None:
+        session = self.session
+        slot = plan_queued(self._state.topology.router, args)
+        if isinstance(slot, Refuse):
+            self.flagged = True
+            session.reply(slot.raw)
+            return
+        raw = pack_command(args)
+        up = self.up
+        if up is None:
+            if slot == ANY_NODE:  # nothing names a node yet: answer now, send on binding
+                self.buffered.append(raw)
+                session.reply(_QUEUED)
+                return
+            error = self._bind(slot)
+            if error is not None:
+                self.flagged = True
+                session.reply(error)
+                return
+            up = self._start_upstream()
+        elif slot != ANY_NODE and slot != self.slot:
+            # Another slot, even on the same node: a cluster refuses EXEC with CROSSSLOT.
+            self.flagged = True
+            session.reply(replies.CROSSSLOT.encode())
+            return
+        self._send(up, raw, _Queued(self))
+
+    def _start_upstream(self) -> _Upstream:
+        """MULTI and the commands answered locally so far, on the just-bound connection."""
+        up = self.up
+        assert up is not None
+        swallow = _Swallow(self)
+        self._up_send(up, _MULTI, swallow)
+        for raw in self.buffered:
+            up.send(raw, swallow)
+        self.buffered = []
+        return up
+
+    def _send(self, up: _Upstream, raw: bytes, entry: _Relay | _Queued | _Exec) -> None:
+        self._up_send(up, raw, entry)
+        self.session._queue.append(entry)
+
+    def _up_send(self, up: _Upstream, raw: bytes, waiter: Waiter) -> None:
+        if self._shared:
+            self._shared = False
+            up.wait_for([e for e in self.session._queue if getattr(e, "txn", None) is not self])
+        up.send(raw, waiter)
+
+    # --- EXEC, DISCARD, RESET -------------------------------------------------------------
+
+    def exec(self) -> None:
+        session = self.session
+        if self.flagged:
+            session.reply(EXECABORT.encode())
+            self._end(_DISCARD)
+            return
+        if self.up is None:
+            if not self.buffered:
+                session.reply(_EMPTY_EXEC)
+                self._end(_DISCARD)
+                return
+            error = self._bind(ANY_NODE)  # keyless commands only: any primary runs them
+            if error is not None:
+                session.reply(error)
+                self._end(_DISCARD)
+                return
+            self._start_upstream()
+        up = self.up
+        assert up is not None
+        self.in_multi = False
+        self.up = None
+        if up.conn.closed:
+            session.reply(lost_before_exec(up.conn.addr))
+            _release(session, up.conn)
+            self._uninstall()
+            return
+        self._finished = True
+        self._barrier = True
+        self._send(up, _EXEC, _Exec(self))
+
+    def discard(self) -> None:
+        # DISCARD also forgets the watched keys (multi.c discardTransaction).
+        self.session.reply(OK)
+        self._end(_DISCARD)
+
+    def reset(self) -> None:
+        """RESET (handled by the session afterwards): drop the block and the watches."""
+        self._end(_RESET)
+
+    def _end(self, last: bytes) -> None:
+        """Leave the session's path; the node gets `last`, then the connection closes (its
+        pending replies, already owed to the client, arrive first)."""
+        self._uninstall()
+        up, self.up = self.up, None
+        self.buffered = []
+        if up is not None:
+            self._up_send(up, last, _Close(self.session))
+
+    def explain_moving(self, raw: bytes, conn: UpstreamConnection, outcome: str) -> bytes:
+        """A cluster error (MOVED/ASK/TRYAGAIN/CLUSTERDOWN) inside a transaction: the client,
+        who sees one server, gets what it means instead; the slot map gets refreshed."""
+        topology = self._state.topology
+        redirect = parse_redirect(raw, conn.host, topology.remap)
+        if redirect is not None and redirect.kind == "moved":
+            topology.on_moved(redirect.slot, redirect.node)
+        topology.request_refresh()
+        slot = self.slot if self.slot is not None and self.slot != ANY_NODE else None
+        return slot_moving(slot, raw, outcome)

@@ -171,6 +171,20 @@ def test_read_only_user(raw: Raw) -> None:
     assert raw.run("AUTH app app-pw", "GET auth:ro") == [b"+OK\r\n", b"$6\r\nbefore\r\n"]
 
 
+def test_a_refused_command_aborts_the_transaction(raw: Raw) -> None:
+    """Both modes (cluster: slotless's own transaction; standalone: the client's pipe)."""
+    assert raw.run(
+        "AUTH reader read-pw", "MULTI", "GET auth:tx", "SET auth:tx 1", "EXEC", "GET auth:tx"
+    ) == [
+        b"+OK\r\n",
+        b"+OK\r\n",
+        b"+QUEUED\r\n",
+        noperm("set"),
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n",
+        b"$-1\r\n",
+    ]
+
+
 def test_reset_deauthenticates(raw: Raw) -> None:
     assert raw.run("AUTH app app-pw", "SET auth:r 1", "RESET", "GET auth:r") == [
         b"+OK\r\n",
