@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -14,8 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from proxy.localcluster import RedisProcess, pick_ports
+from proxy.localcluster import RedisProcess
 from proxy.session import MAX_PENDING_REPLIES
+from tests.integration.proxy_process import slotless_process
 from tests.integration.proxy_thread import ProxyThread, proxy_config
 
 
@@ -52,59 +51,21 @@ def test_a_client_that_never_reads_is_bounded(redis_standalone: RedisProcess) ->
 def test_sigterm_lets_in_flight_replies_arrive_then_exits_0(
     redis_standalone: RedisProcess, tmp_path: Path
 ) -> None:
-    port = pick_ports(1)[0]
-    config = tmp_path / "slotless.yaml"
-    config.write_text(
-        f'listen: "127.0.0.1:{port}"\n'
+    body = (
         f'upstream: {{mode: standalone, nodes: ["{redis_standalone.addr}"]}}\n'
         "log: {level: warning}\n"
     )
-    with (tmp_path / "log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "--config", str(config)], stdout=log, stderr=log
-        )
-        try:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    with redis.Redis(port=port) as probe:
-                        probe.ping()
-                    break
-                except redis.ConnectionError:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.1)
-            slow = "local i = 0 while i < 4000000 do i = i + 1 end return 'done'"
-            result: list[object] = []
-            client = redis.Redis(port=port, socket_timeout=10)
+    with slotless_process(tmp_path, body) as (proc, port):
+        slow = "local i = 0 while i < 4000000 do i = i + 1 end return 'done'"
+        result: list[object] = []
+        with redis.Redis(port=port, socket_timeout=10) as client:
             worker = threading.Thread(target=lambda: result.append(client.eval(slow, 0)))
             worker.start()
             time.sleep(0.05)
             proc.send_signal(signal.SIGTERM)
             worker.join(10)
             assert result == [b"done"]  # the in-flight reply reached its client
-            try:
-                assert proc.wait(10) == 0
-            finally:
-                if proc.poll() is None:
-                    print(
-                        subprocess.run(
-                            [
-                                sys.executable.replace("python3", "py-spy").replace(
-                                    "python", "py-spy"
-                                ),
-                                "dump",
-                                "--pid",
-                                str(proc.pid),
-                            ],
-                            capture_output=True,
-                            text=True,
-                        ).stdout
-                    )
-                client.close()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            assert proc.wait(10) == 0
 
 
 def test_idle_clients_are_closed_after_client_idle_timeout(
@@ -131,72 +92,42 @@ def test_idle_clients_are_closed_after_client_idle_timeout(
 
 
 def test_sigterm_deadline_bounds_the_drain(redis_standalone: RedisProcess, tmp_path: Path) -> None:
-    port = pick_ports(1)[0]
-    config = tmp_path / "slotless.yaml"
-    config.write_text(
-        f'listen: "127.0.0.1:{port}"\n'
+    body = (
         f'upstream: {{mode: standalone, nodes: ["{redis_standalone.addr}"]}}\n'
         "shutdown_timeout: 300ms\nlog: {level: warning}\n"
     )
-    proc = subprocess.Popen([sys.executable, "-m", "proxy", "--config", str(config)])
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with redis.Redis(port=port) as probe:
-                    probe.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        with socket.create_connection(("127.0.0.1", port)) as sock:
-            # blocks for 10 s upstream: the drain must not wait for it
-            sock.sendall(b"*3\r\n$5\r\nBLPOP\r\n$9\r\nterm:none\r\n$2\r\n10\r\n")
-            time.sleep(0.2)
-            started = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(5) == 0
-            assert time.monotonic() - started < 3.0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with (
+        slotless_process(tmp_path, body) as (proc, port),
+        socket.create_connection(("127.0.0.1", port)) as sock,
+    ):
+        # blocks for 10 s upstream: the drain must not wait for it
+        sock.sendall(b"*3\r\n$5\r\nBLPOP\r\n$9\r\nterm:none\r\n$2\r\n10\r\n")
+        time.sleep(0.2)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+        assert time.monotonic() - started < 3.0
 
 
 def test_sighup_reloads_the_config_and_keeps_clients(
     redis_standalone: RedisProcess, tmp_path: Path
 ) -> None:
-    port = pick_ports(1)[0]
-    config = tmp_path / "slotless.yaml"
-    head = (
-        f'listen: "127.0.0.1:{port}"\n'
-        f'upstream: {{mode: standalone, nodes: ["{redis_standalone.addr}"]}}\n'
-    )
-    config.write_text(head + "log: {level: info}\n")
-    log_path = tmp_path / "log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "--config", str(config)], stdout=log, stderr=log
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client = redis.Redis(port=port, protocol=2, single_connection_client=True)
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+    config, log_path = tmp_path / "slotless.yaml", tmp_path / "log"
+    body = f'upstream: {{mode: standalone, nodes: ["{redis_standalone.addr}"]}}\n'
+    events = ("reloaded", "reload_rejected")
+
+    def reloaded(times: int) -> None:
+        end = time.monotonic() + 10
+        while sum(log_path.read_text().count(f" {e} ") for e in events) < times:
+            assert time.monotonic() < end, log_path.read_text()
+            time.sleep(0.05)
+
+    with (
+        slotless_process(tmp_path, body + "log: {level: info}\n") as (proc, port),
+        redis.Redis(port=port, protocol=2, single_connection_client=True) as client,
+    ):
+        head = config.read_text().split("log:")[0]
         assert client.set("hup:k", "v") and client.keys("hup:*") == [b"hup:k"]
-
-        events = ("reloaded", "reload_rejected")
-
-        def reloaded(times: int) -> None:
-            end = time.monotonic() + 10
-            while sum(log_path.read_text().count(f" {e} ") for e in events) < times:
-                assert time.monotonic() < end, log_path.read_text()
-                time.sleep(0.05)
 
         config.write_text(head + "deny_commands: [keys]\nlog: {level: info}\n")
         proc.send_signal(signal.SIGHUP)
@@ -212,12 +143,3 @@ def test_sighup_reloads_the_config_and_keeps_clients(
         with pytest.raises(redis.ResponseError, match="'KEYS' is disabled"):
             client.keys("hup:*")
         assert client.get("hup:k") == b"v" and proc.poll() is None
-        client.close()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()

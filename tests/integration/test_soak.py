@@ -4,9 +4,6 @@ primary fails over. Every acknowledged write reads back; the proxy's memory sett
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,9 +12,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from proxy.localcluster import pick_ports
 from routing.slots import key_hash_slot
 from tests.integration.conftest import FreshCluster
+from tests.integration.proxy_process import slotless_process
 
 SOAK_SECONDS = 25
 
@@ -82,27 +79,9 @@ class Client(threading.Thread):
 
 def test_soak_with_migrations_and_failover(fresh_cluster: FreshCluster, tmp_path: Path) -> None:
     cluster = fresh_cluster(primaries=3, replicas=1)
-    port = pick_ports(1)[0]
-    config = tmp_path / "slotless.yaml"
     seeds = ", ".join(f'"{s}"' for s in cluster.seeds[:2])
-    config.write_text(
-        f'listen: "127.0.0.1:{port}"\nupstream: {{mode: cluster, nodes: [{seeds}]}}\n'
-        "log: {level: warning}\n"
-    )
-    with (tmp_path / "log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "--config", str(config)], stdout=log, stderr=log
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with redis.Redis(port=port) as probe:
-                    probe.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+    body = f"upstream: {{mode: cluster, nodes: [{seeds}]}}\nlog: {{level: warning}}\n"
+    with slotless_process(tmp_path, body) as (proc, port):
         clients = [Client(port, f"c{i}", seed=i) for i in range(8)]
         for client in clients:
             client.start()
@@ -138,11 +117,3 @@ def test_soak_with_migrations_and_failover(fresh_cluster: FreshCluster, tmp_path
         after = _rss_kb(proc.pid)
         # Leaks would grow with the work done (tens of thousands of requests).
         assert after < baseline * 1.3 + 8 * 1024, (baseline, after)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()

@@ -1,0 +1,49 @@
+"""slotless as a child process (`python -m proxy`), for signals and memory measurements."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from proxy.localcluster import pick_ports
+
+
+@contextmanager
+def slotless_process(tmp_path: Path, body: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Start slotless with `body` (YAML without `listen`) on a free port; wait until it
+    answers PING; yield (process, port). Its output goes to tmp_path/"log". On exit the
+    process gets SIGTERM if still running, then SIGKILL after 10 s."""
+    port = pick_ports(1)[0]
+    config = tmp_path / "slotless.yaml"
+    config.write_text(f'listen: "127.0.0.1:{port}"\n{body}')
+    with (tmp_path / "log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "--config", str(config)], stdout=log, stderr=log
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with redis.Redis(port=port) as probe:
+                    probe.ping()
+                break
+            except redis.ConnectionError:
+                assert proc.poll() is None, (tmp_path / "log").read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
