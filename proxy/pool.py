@@ -99,7 +99,7 @@ class UpstreamPool:
         """A connection of `addr`'s own for one client's state (a transaction, a blocking
         command): never shared, not failed by the command_timeout sweeper; the caller
         closes it. Handshake and connect backoff as for shared connections."""
-        conn = self._connect(addr, resp3)
+        conn = self._connect(addr, resp3, readonly=False)  # state and writes: primaries only
         self._dedicated.add(conn)
         return conn
 
@@ -116,7 +116,7 @@ class UpstreamPool:
             return pack_command([b"AUTH", *self._auth])
         return None
 
-    def _connect(self, addr: str, resp3: bool) -> UpstreamConnection:
+    def _connect(self, addr: str, resp3: bool, readonly: bool = True) -> UpstreamConnection:
         conn = UpstreamConnection(addr, self._loop, self._lost, resp3, self.tcp)
         down = self._down.get(addr)
         if down is not None and self._loop.time() < down[0]:
@@ -125,7 +125,7 @@ class UpstreamPool:
         handshake = self.handshake(resp3)
         if handshake is not None:
             conn.send(handshake, _AuthCheck(addr))
-        if self._readonly:
+        if readonly and self._readonly:
             conn.send(_READONLY, DISCARD)  # replicas serve reads (harmless on a primary)
         task = self._loop.create_task(self._open(conn))
         self._tasks.add(task)
