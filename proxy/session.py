@@ -207,6 +207,7 @@ class ClientSession(asyncio.Protocol):
             self.handle(args)
             if self._closing:
                 break
+            first = pool.first[self.resp3]  # HELLO 3 / RESET may have switched protocol
 
     def handle(self, args: Args) -> None:
         """Plan one request and put its entry in the reply queue."""
