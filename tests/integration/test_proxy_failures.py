@@ -14,6 +14,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from proxy.localcluster import Connection, RedisProcess, command, pick_ports, start_standalone
+from routing.slots import key_hash_slot
+from tests.integration.conftest import FreshCluster
 from tests.integration.proxy_thread import ProxyThread, proxy_config
 
 
@@ -144,3 +146,45 @@ def test_a_lost_connection_retries_reads_but_never_writes(tmp_path) -> None:  # 
             assert command(server.addr, "GET", "flaky:n") is None  # not run behind our back
     finally:
         server.close()
+
+
+def test_a_hung_node_does_not_stall_the_others(fresh_cluster: FreshCluster) -> None:
+    cluster = fresh_cluster(primaries=3, replicas=0)
+    hung = cluster.primaries()[0]
+    on_hung = next(
+        f"h:{i}"
+        for i in range(1000)
+        if cluster.owner_of_slot(key_hash_slot(f"h:{i}".encode())) == hung
+    )
+    elsewhere = [
+        f"e:{i}"
+        for i in range(200)
+        if cluster.owner_of_slot(key_hash_slot(f"e:{i}".encode())) != hung
+    ][:20]
+    config = proxy_config("cluster", cluster.seeds[:1], command_timeout=5.0, retry_timeout=0.0)
+    with ProxyThread(config) as proxy, strict(proxy.port) as waiting, strict(proxy.port) as other:
+        for key in [on_hung, *elsewhere]:
+            assert other.set(key, key)
+        pid = cluster.node(hung).pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            result: list[object] = []
+
+            def read_hung() -> None:
+                try:
+                    result.append(waiting.get(on_hung))
+                except redis.RedisError as exc:
+                    result.append(exc)
+
+            thread = threading.Thread(target=read_hung)
+            thread.start()
+            time.sleep(0.2)
+            # Every other shard answers while the hung node still owes its reply.
+            assert [other.get(k) for k in elsewhere] == [k.encode() for k in elsewhere]
+            assert thread.is_alive() and result == []
+            thread.join(15)
+            assert isinstance(result[0], redis.ResponseError)
+            assert "timed out" in str(result[0])
+        finally:
+            os.kill(pid, signal.SIGCONT)
