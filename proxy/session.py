@@ -269,6 +269,11 @@ class ClientSession(asyncio.Protocol):
 
     def on_ready(self) -> None:
         if not self.flush_scheduled and not self._closed:
+            if len(self._queue) == 1 and not self._reading_paused:
+                # The only reply owed (no pipeline to batch): write it now, saving a
+                # loop iteration per request for request/response clients.
+                self._flush()
+                return
             self.flush_scheduled = True
             self._loop.call_soon(self._flush)
 
