@@ -151,8 +151,18 @@ class Dispatcher:
 
     def split(self, session: ReplySink, plan: Split) -> SplitRequest:
         parent = SplitRequest(session, plan)
+        slotmap = self.topology.slotmap
+        owners = slotmap.owners if slotmap is not None else None
+        first = self.pool.first[session.resp3]
         for index, part in enumerate(plan.parts):
-            self.send(Part(self, parent, index, pack_command(part.args), part.slot))
+            request = Part(self, parent, index, pack_command(part.args), part.slot)
+            # send(), inlined for the common case: a known owner with a live connection.
+            addr = owners[part.slot] if owners is not None else None
+            conn = first.get(addr) if addr is not None else None
+            if conn is None or conn.closed:
+                self.send(request)
+            else:
+                conn.send(request.raw, request)
         return parent
 
     def send(self, request: Request) -> None:

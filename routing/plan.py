@@ -327,6 +327,19 @@ def _split_handler(spec: CommandSpec) -> Handler:
         # One part per slot, keys in request order within each part.
         parts: dict[int, SubRequest] = {}
         name = args[0]
+        if step == 1:  # MGET, DEL, EXISTS, ...: no values to carry along
+            for ordinal in range(argc - first):
+                key = args[first + ordinal]
+                slot = key_hash_slot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+                part = parts.get(slot)
+                if part is None:
+                    parts[slot] = SubRequest(slot, [name, key], [ordinal])
+                else:
+                    part.args.append(key)
+                    part.ordinals.append(ordinal)
+            if len(parts) == 1:
+                return slot
+            return Split(list(parts.values()), merge, argc - first)
         ordinal = 0
         for pos in range(first, argc, step):
             key = args[pos]
