@@ -71,21 +71,57 @@ class Request:
 class SplitRequest:
     """A request split by slot: it is ready when every part has answered."""
 
-    __slots__ = ("_raws", "_remaining", "plan", "reply", "session")
+    __slots__ = ("plan", "raws", "remaining", "reply", "session")
 
     def __init__(self, session: ReplySink, plan: Split) -> None:
         self.session = session
         self.plan = plan
-        self._raws: list[bytes] = [b""] * len(plan.parts)
-        self._remaining = len(plan.parts)
+        self.raws: list[bytes] = [b""] * len(plan.parts)
+        self.remaining = len(plan.parts)
         self.reply: bytes | None = None
 
     def part_done(self, index: int, raw: bytes) -> None:
-        self._raws[index] = raw
-        self._remaining -= 1
-        if self._remaining == 0:
-            self.reply = merge_replies(self.plan, self._raws)
-            self.session.on_ready()
+        self.raws[index] = raw
+        self.remaining -= 1
+        if not self.remaining:
+            self.finish()
+
+    def finish(self) -> None:
+        self.reply = merge_replies(self.plan, self.raws, self.session.resp3)
+        self.session.on_ready()
+
+
+class NodeBatch:
+    """The parts of one split request that went out together on one connection.
+
+    One waiter for all of them (the connection lists it once per part): replies come
+    back in the order the parts were sent. A part whose reply is a redirect or a
+    retryable error continues on its own as a `Part`.
+    """
+
+    __slots__ = ("dispatcher", "indices", "next", "parent")
+
+    def __init__(self, dispatcher: Dispatcher, parent: SplitRequest, indices: list[int]) -> None:
+        self.dispatcher = dispatcher
+        self.parent = parent
+        self.indices = indices
+        self.next = 0
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        index = self.indices[self.next]
+        self.next += 1
+        if raw[0] == 45 and raw.startswith(_RETRY_CANDIDATES):
+            parent = self.parent
+            part = parent.plan.parts[index]
+            request = Part(self.dispatcher, parent, index, pack_command(part.args), part.slot)
+            if self.dispatcher.redirect(request, raw, conn):
+                return
+        # SplitRequest.part_done, inlined: this runs once per part.
+        parent = self.parent
+        parent.raws[index] = raw
+        parent.remaining -= 1
+        if not parent.remaining:
+            parent.finish()
 
 
 class Part(Request):
@@ -150,19 +186,26 @@ class Dispatcher:
         return request
 
     def split(self, session: ReplySink, plan: Split) -> SplitRequest:
+        """Send every part; the parts bound for one connection go as one batch."""
         parent = SplitRequest(session, plan)
         slotmap = self.topology.slotmap
         owners = slotmap.owners if slotmap is not None else None
         first = self.pool.first[session.resp3]
+        batches: dict[UpstreamConnection, tuple[list[bytes], list[int]]] = {}
         for index, part in enumerate(plan.parts):
-            request = Part(self, parent, index, pack_command(part.args), part.slot)
-            # send(), inlined for the common case: a known owner with a live connection.
             addr = owners[part.slot] if owners is not None else None
             conn = first.get(addr) if addr is not None else None
-            if conn is None or conn.closed:
-                self.send(request)
+            if conn is None or conn.closed:  # no live connection yet: the general path
+                self.send(Part(self, parent, index, pack_command(part.args), part.slot))
+                continue
+            batch = batches.get(conn)
+            if batch is None:
+                batches[conn] = ([pack_command(part.args)], [index])
             else:
-                conn.send(request.raw, request)
+                batch[0].append(pack_command(part.args))
+                batch[1].append(index)
+        for conn, (raws, indices) in batches.items():
+            conn.send_many(b"".join(raws), NodeBatch(self, parent, indices), len(indices))
         return parent
 
     def send(self, request: Request) -> None:

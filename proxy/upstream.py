@@ -11,6 +11,7 @@ import asyncio
 import socket
 from collections import deque
 from collections.abc import Callable
+from itertools import repeat
 from typing import Protocol, cast
 
 from routing import replies
@@ -67,6 +68,9 @@ def _reply_end(buf: bytes, pos: int, size: int) -> int:
         return end if end <= size else -1
     return reply_end(buf, pos)
 
+
+# Bulk reply headers ("$64") to their lengths: a dict lookup is cheaper than int() of a slice.
+_BULK_LENGTHS: dict[bytes, int] = {b"$%d" % n: n for n in range(-1, 4096)}
 
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
@@ -145,6 +149,20 @@ class UpstreamConnection(asyncio.Protocol):
         if self._flush_handle is None and self._transport is not None:
             self._flush_handle = self._loop.call_soon(self._flush)
 
+    def send_many(self, raw: bytes, waiter: Waiter, count: int) -> None:
+        """Queue `count` requests packed back to back in `raw`; each reply goes to `waiter`."""
+        if self.closed:
+            reply = self._lost_reply(self._why)
+            for _ in range(count):
+                waiter.on_reply(reply, self)
+            return
+        if not self.pending:
+            self.last_progress = self._loop.time()
+        self.pending.extend(repeat(waiter, count))
+        self._out.append(raw)
+        if self._flush_handle is None and self._transport is not None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
     def send_asking(self, raw: bytes, waiter: Waiter) -> None:
         """ASKING and the request back to back on this connection (cluster spec, ASK)."""
         self.send(ASKING, DISCARD)
@@ -177,23 +195,43 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self._buf + data if self._buf else data
         pending = self.pending
+        find = buf.find
+        lengths = _BULK_LENGTHS
         pos = 0
         size = len(buf)
-        while pos < size:
-            try:
-                end = _reply_end(buf, pos, size)
-            except (ReplyProtocolError, ValueError) as exc:
-                self.abort(f"sent an invalid reply ({exc})")
-                return
-            if end < 0:
-                break
-            if not pending:
-                self.abort("sent a reply nobody asked for")
-                return
-            pending.popleft().on_reply(buf[pos:end], self)
-            pos = end
-            if self.closed:  # a waiter gave up on this connection (failed handshake)
-                return
+        try:
+            while pos < size:
+                # The common replies (bulk, status, integer) framed inline: this loop runs
+                # once per reply, so a function call here costs more than the framing.
+                kind = buf[pos]
+                if kind == 36:  # '$'
+                    newline = find(b"\r\n", pos)
+                    if newline < 0:
+                        break
+                    length = lengths.get(buf[pos:newline])
+                    if length is None:
+                        length = int(buf[pos + 1 : newline])
+                    end = newline + 4 + length if length >= 0 else newline + 2
+                    if end > size:
+                        break
+                elif kind == 43 or kind == 58:  # '+' ':'
+                    end = find(b"\r\n", pos) + 2
+                    if end < 2:
+                        break
+                else:
+                    end = _reply_end(buf, pos, size)
+                    if end < 0:
+                        break
+                if not pending:
+                    self.abort("sent a reply nobody asked for")
+                    return
+                pending.popleft().on_reply(buf[pos:end], self)
+                pos = end
+                if self.closed:  # a waiter gave up on this connection (failed handshake)
+                    return
+        except (ReplyProtocolError, ValueError) as exc:
+            self.abort(f"sent an invalid reply ({exc})")
+            return
         self._buf = buf[pos:] if pos < size else b""
         self.last_progress = self._loop.time()
 

@@ -11,32 +11,43 @@ from typing import Final
 
 from routing import replies
 from routing.fanout import FanoutMerge
-from routing.plan import Split
+from routing.plan import GET, Split
 from routing.resp import array_elements, encode_array, encode_int, is_error
 
 
-def merge_replies(split: Split, raws: list[bytes]) -> bytes:
+def merge_replies(split: Split, raws: list[bytes], resp3: bool = False) -> bytes:
     """Combine one raw reply per part (same order as split.parts) into one raw reply."""
     if split.merge != "by_key":
         return merge_fanout(split.merge, raws)  # agg_sum, all_succeeded: the same merges
-    for raw in raws:
-        if is_error(raw):
-            return raw
-    return _merge_by_key(split, raws)
+    return _merge_by_key(split, raws, resp3)
 
 
-def _merge_by_key(split: Split, raws: list[bytes]) -> bytes:
+def _merge_by_key(split: Split, raws: list[bytes], resp3: bool) -> bytes:
     items: list[bytes] = [b""] * split.key_count
+    failed = None
     for part, raw in zip(split.parts, raws, strict=True):
         ordinals = part.ordinals
-        if len(ordinals) == 1 and raw.startswith(b"*1\r\n"):
-            items[ordinals[0]] = raw[4:]  # the common case: one key of this slot
-            continue
+        if len(ordinals) == 1:
+            if part.args[0] is GET:  # MGET's one-key part, sent as GET
+                if raw[0] != 45:  # '-'
+                    items[ordinals[0]] = raw
+                    continue
+                if raw.startswith(b"-WRONGTYPE"):  # MGET answers nil for a non-string
+                    items[ordinals[0]] = b"_\r\n" if resp3 else b"$-1\r\n"
+                    continue
+            elif raw.startswith(b"*1\r\n"):
+                items[ordinals[0]] = raw[4:]  # the common case: one key of this slot
+                continue
+        if is_error(raw):
+            return raw  # the first error, in part order, wins
         elements = array_elements(raw)
         if elements is None or len(elements) != len(ordinals):
-            return b"-ERR upstream returned an unexpected reply to a split command\r\n"
+            failed = b"-ERR upstream returned an unexpected reply to a split command\r\n"
+            continue
         for ordinal, element in zip(ordinals, elements, strict=True):
             items[ordinal] = element
+    if failed is not None:
+        return failed
     return b"*%d\r\n" % len(items) + b"".join(items)
 
 

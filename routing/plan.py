@@ -47,6 +47,10 @@ class SubRequest:
     ordinals: list[int]  # which keys of the original request (0-based) this part carries
 
 
+# The name MGET's one-key parts are sent under (see _split_handler); merge.py tells them
+# apart by identity.
+GET: Final = b"GET"
+
 MergeKind = Literal["agg_sum", "all_succeeded", "by_key"]
 
 
@@ -319,6 +323,7 @@ def _split_handler(spec: CommandSpec) -> Handler:
     first, step = spec.first_key, spec.step
     merge = _MERGES.get(spec.response_policy, "by_key")
     arity_error = Reply(replies.wrong_arity(spec.name).encode())
+    as_get = spec.name == b"mget"
 
     def plan_split(args: Args) -> Plan:
         argc = len(args)
@@ -328,9 +333,23 @@ def _split_handler(spec: CommandSpec) -> Handler:
         parts: dict[int, SubRequest] = {}
         name = args[0]
         if step == 1:  # MGET, DEL, EXISTS, ...: no values to carry along
+            keys = args[first:]
+            # 123 is "{": an int membership test costs a tenth of b"{" in key.
+            slots = [key_hash_slot(k) if 123 in k else crc_hqx(k, 0) & 16383 for k in keys]
+            if len(set(slots)) == len(slots) > 1:  # every key in a slot of its own: usual
+                head = GET if as_get else name
+                return Split(
+                    [
+                        SubRequest(slot, [head, key], [ordinal])
+                        for ordinal, (slot, key) in enumerate(zip(slots, keys, strict=True))
+                    ],
+                    merge,
+                    len(keys),
+                )
             for ordinal in range(argc - first):
                 key = args[first + ordinal]
-                slot = key_hash_slot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+                # 123 is "{": an int membership test costs a tenth of b"{" in key.
+                slot = key_hash_slot(key) if 123 in key else crc_hqx(key, 0) & 16383
                 part = parts.get(slot)
                 if part is None:
                     parts[slot] = SubRequest(slot, [name, key], [ordinal])
@@ -339,11 +358,18 @@ def _split_handler(spec: CommandSpec) -> Handler:
                     part.ordinals.append(ordinal)
             if len(parts) == 1:
                 return slot
+            if as_get:
+                # A slot with one key of an MGET gets a GET: a plain bulk reply, no array
+                # to frame and unwrap. merge.py turns its WRONGTYPE back into MGET's nil.
+                for part in parts.values():
+                    if len(part.args) == 2:
+                        part.args[0] = GET
             return Split(list(parts.values()), merge, argc - first)
         ordinal = 0
         for pos in range(first, argc, step):
             key = args[pos]
-            slot = key_hash_slot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+            # 123 is "{": an int membership test costs a tenth of b"{" in key.
+            slot = key_hash_slot(key) if 123 in key else crc_hqx(key, 0) & 16383
             part = parts.get(slot)
             if part is None:
                 parts[slot] = SubRequest(slot, [name, *args[pos : pos + step]], [ordinal])

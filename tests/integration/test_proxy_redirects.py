@@ -86,3 +86,45 @@ def test_redirect_budget_returns_the_last_error(fresh_cluster: FreshCluster) -> 
         assert 0.4 <= time.monotonic() - started < 5
         cluster.migrate_slot(slot, target)
         assert client.mget("{s}a", "{s}b") == [b"1", b"2"]
+
+
+def test_split_parts_follow_ask_and_moved(fresh_cluster: FreshCluster) -> None:
+    """A cross-slot MGET/MSET sends its parts for one node as one batch; a part that meets
+    ASK or MOVED continues on its own while the rest of the batch is answered in order."""
+    cluster = fresh_cluster(primaries=3, replicas=0)
+    slot = key_hash_slot(b"m")
+    source = cluster.owner_of_slot(slot)
+    target = next(p for p in cluster.primaries() if p != source)
+    # Keys that live on the source node too, in other slots: they share the batch.
+    candidates = (f"n{i}" for i in range(2000))
+    neighbours = [
+        k for k in candidates if cluster.owner_of_slot(key_hash_slot(k.encode())) == source
+    ]
+    neighbours = neighbours[:3]
+    with (
+        ProxyThread(proxy_config("cluster", cluster.seeds, retry_timeout=5.0)) as proxy,
+        redis.Redis(port=proxy.port, retry=Retry(NoBackoff(), 0), protocol=2) as client,
+    ):
+        assert client.mset({"{m}a": "A", "{m}b": "B", **{k: k.upper() for k in neighbours}})
+        cluster.begin_migration(slot, target)
+        host, port = split_addr(target)
+        assert command(source, "MIGRATE", host, port, "{m}a", 0, 5000) == b"OK"
+        state = proxy.server.state
+        assert state is not None
+        before = state.topology.redirects
+        # {m}a answers ASK from the source, in the middle of the source's batch.
+        keys = [neighbours[0], "{m}a", neighbours[1], neighbours[2]]
+        expected = [neighbours[0].upper(), "A", neighbours[1].upper(), neighbours[2].upper()]
+        assert client.mget(keys) == [v.encode() for v in expected]
+        assert state.topology.redirects > before
+
+        cluster.migrate_slot(slot, target)  # slotless's map still names the source: MOVED
+        assert client.mset({neighbours[0]: "x", "{m}c": "C", neighbours[1]: "y"})
+        assert client.mget([neighbours[0], "{m}c", "{m}a", neighbours[1]]) == [
+            b"x",
+            b"C",
+            b"A",
+            b"y",
+        ]
+        assert state.topology.slotmap is not None
+        assert state.topology.slotmap.node_for_slot(slot) == target

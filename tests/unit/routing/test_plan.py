@@ -113,11 +113,18 @@ def keys_in_distinct_slots(n: int) -> list[bytes]:
     return keys
 
 
-def answer(sub_args: tuple[bytes, ...], store: dict[bytes, bytes]) -> bytes:
+def answer(
+    sub_args: tuple[bytes, ...], store: dict[bytes, bytes], lists: frozenset[bytes] = frozenset()
+) -> bytes:
     """What one Redis node answers to a sub-request (the reference behaviour)."""
     name, rest = sub_args[0].upper(), sub_args[1:]
     if name == b"MGET":
         return encode_array([encode_bulk(store.get(k)) for k in rest])
+    if name == b"GET":
+        (key,) = rest
+        if key in lists:
+            return b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+        return encode_bulk(store.get(key))
     if name == b"MSET":
         store.update(zip(rest[::2], rest[1::2], strict=True))
         return b"+OK\r\n"
@@ -128,7 +135,9 @@ def answer(sub_args: tuple[bytes, ...], store: dict[bytes, bytes]) -> bytes:
     raise AssertionError(name)
 
 
-def run_split(args: list[bytes], store: dict[bytes, bytes]) -> bytes:
+def run_split(
+    args: list[bytes], store: dict[bytes, bytes], lists: frozenset[bytes] = frozenset()
+) -> bytes:
     result = cluster().plan(args)
     assert isinstance(result, Split)
     assert len({p.slot for p in result.parts}) == len(result.parts)
@@ -138,7 +147,7 @@ def run_split(args: list[bytes], store: dict[bytes, bytes]) -> bytes:
             == part.slot
             for i in range(len(part.ordinals))
         )
-    return merge_replies(result, [answer(p.args, store) for p in result.parts])
+    return merge_replies(result, [answer(p.args, store, lists) for p in result.parts])
 
 
 def test_split_round_trip_matches_one_redis() -> None:
@@ -152,6 +161,26 @@ def test_split_round_trip_matches_one_redis() -> None:
     assert parse_reply(run_split([b"MGET", *asked], store)) == [b"v3", None, b"v0", b"v3"]
     assert run_split([b"EXISTS", *keys, keys[0]], store) == b":7\r\n"
     assert run_split([b"DEL", *keys[:3], keys[0]], store) == b":3\r\n"
+
+
+def test_mget_one_key_parts_go_as_get_and_keep_mget_semantics() -> None:
+    keys = keys_in_distinct_slots(3)
+    result = cluster().plan([b"MGET", *keys])
+    assert isinstance(result, Split)
+    assert [p.args[0] for p in result.parts] == [b"GET"] * 3
+    # MGET answers nil for a key of another type, where GET answers WRONGTYPE.
+    store = {keys[0]: b"a"}
+    lists = frozenset({keys[1]})
+    assert parse_reply(run_split([b"MGET", *keys], store, lists)) == [b"a", None, None]
+    raws = [answer(p.args, store, lists) for p in result.parts]
+    assert merge_replies(result, raws, resp3=True) == b"*3\r\n$1\r\na\r\n_\r\n$-1\r\n"
+    # Two keys of one slot stay one MGET part.
+    tagged = [b"{t}1", b"{t}2", keys[0]]
+    result = cluster().plan([b"MGET", *tagged])
+    assert isinstance(result, Split)
+    assert sorted(p.args[0] for p in result.parts) == [b"GET", b"MGET"]
+    store[b"{t}2"] = b"two"
+    assert parse_reply(run_split([b"MGET", *tagged], store)) == [None, b"two", b"a"]
 
 
 def test_split_error_wins() -> None:
