@@ -45,9 +45,18 @@ class RequestReader:
         if self._slow is not None:
             return self._parse_slow(data)
         if not self._partial:
-            if data[0] != 42 or _BIG_COUNT.search(data) is not None:  # inline, or large
+            if data[0] != 42:  # inline
                 return self._parse_slow(data)
-        elif self._retained is not None and _BIG_COUNT.search(data) is not None:
+            # A count of 100000 or more anywhere, or a first header not complete yet (its
+            # digits may go on in the next read): Redis's parser. One request with a short
+            # header and no other '*' (a plain GET or SET) skips the regex.
+            newline = data.find(b"\r\n")
+            if not 0 < newline < 7 or (
+                data.find(b"*", 1) >= 0 and _BIG_COUNT.search(data) is not None
+            ):
+                return self._parse_slow(data)
+        elif self._retained is not None and _BIG_COUNT.search(self._retained[-7:] + data):
+            # A header that began in the last read and ends in this one counts too.
             # Hand the unfinished request to Redis's parser; hiredis has not seen the count.
             retained = bytes(self._retained)
             self._reader = hiredis.Reader()
@@ -60,41 +69,62 @@ class RequestReader:
     def _parse_fast(self, data: bytes) -> list[Args]:
         reader = self._reader
         reader.feed(data)
-        retained = self._retained
-        if retained is not None:
-            if len(retained) + len(data) > _RETAIN_MAX:
-                self._retained = retained = None
-            else:
-                retained += data
+        # A read that starts at a request boundary (the usual case) is kept for exact
+        # checks only if it ends inside a request or in an error: no copy otherwise.
+        fresh = not self._partial
+        if not fresh:
+            retained = self._retained
+            if retained is not None:
+                if len(retained) + len(data) > _RETAIN_MAX:
+                    self._retained = None
+                else:
+                    retained += data
         out: list[Args] = []
+        gets = reader.gets
         while True:
             try:
-                request = reader.gets()
+                request = gets()
             except hiredis.ProtocolError as exc:
+                if fresh:
+                    self._retain(data)
                 return out + self._exact_error(_redis_wording(str(exc)))
             if request is False:
+                if fresh:
+                    self._retain(data)
                 self._partial = True
                 return out + self._check_partial()
-            if type(request) is not list or not _all_bytes(request):
-                if request is None or request == []:  # "*-1" / "*0": empty, ignored
+            if type(request) is list and request:
+                for arg in request:
+                    if type(arg) is not bytes:
+                        break
+                else:
+                    out.append(request)
+                    self._since_clean += 1
                     if not reader.has_data():
                         self._clean()
                         return out
                     continue
-                return out + self._exact_error("Protocol error: invalid multibulk request")
-            out.append(request)
-            self._since_clean += 1
-            if not reader.has_data():
-                self._clean()
-                return out
+            if request is None or request == []:  # "*-1" / "*0": empty, ignored
+                if not reader.has_data():
+                    self._clean()
+                    return out
+                continue
+            if fresh:
+                self._retain(data)
+            return out + self._exact_error("Protocol error: invalid multibulk request")
+
+    def _retain(self, data: bytes) -> None:
+        """Keep a read that began at a boundary (see _parse_fast) for Redis's parser."""
+        self._retained = bytearray(data) if len(data) <= _RETAIN_MAX else None
 
     def _clean(self) -> None:
         self._partial = False
         self._since_clean = 0
-        if self._retained is None:
+        retained = self._retained
+        if retained is None:
             self._retained = bytearray()
-        else:
-            self._retained.clear()
+        elif retained:
+            retained.clear()
 
     def _check_partial(self) -> list[Args]:
         """Validate the headers of the incomplete request now, as Redis would."""
@@ -147,13 +177,6 @@ class RequestReader:
         elif slow.idle:
             self._slow = None  # a boundary: the next read may take the fast path again
         return requests
-
-
-def _all_bytes(request: list[object]) -> bool:
-    for arg in request:
-        if type(arg) is not bytes:
-            return False
-    return bool(request)
 
 
 def _redis_wording(hiredis_message: str) -> str:

@@ -179,8 +179,9 @@ class ClientSession(asyncio.Protocol):
         reads = topology.router.reads
         dispatcher = state.dispatcher
         queue = self._queue
+        detour = self.detour
         for args in requests:
-            route = direct.get(args[0]) if not self.detour else None
+            route = direct.get(args[0]) if not detour else None
             if route is not None:
                 index, arity = route
                 addr = None
@@ -191,7 +192,8 @@ class ClientSession(asyncio.Protocol):
                     argc = len(args)
                     if argc == arity or (arity < 0 and argc >= -arity):
                         key = args[index]
-                        slot = key_hash_slot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+                        # 123 is "{": an int membership test costs a tenth of b"{" in key.
+                        slot = key_hash_slot(key) if 123 in key else crc_hqx(key, 0) & 16383
                         addr = owners[slot]
                         if read_targets is not None and args[0] in reads:
                             addr = read_targets[slot].pick(pool)
@@ -207,6 +209,7 @@ class ClientSession(asyncio.Protocol):
             self.handle(args)
             if self._closing:
                 break
+            detour = self.detour  # MULTI, SUBSCRIBE, AUTH ... may have changed it
             first = pool.first[self.resp3]  # HELLO 3 / RESET may have switched protocol
 
     def handle(self, args: Args) -> None:
@@ -268,14 +271,22 @@ class ClientSession(asyncio.Protocol):
     # --- replies --------------------------------------------------------------------------
 
     def on_ready(self) -> None:
-        if not self.flush_scheduled and not self._closed:
-            if len(self._queue) == 1 and not self._reading_paused:
-                # The only reply owed (no pipeline to batch): write it now, saving a
-                # loop iteration per request for request/response clients.
-                self._flush()
+        if self.flush_scheduled or self._closed:
+            return
+        queue = self._queue
+        if len(queue) == 1 and not self._reading_paused:
+            # The only reply owed (no pipeline to batch): write it now, saving a loop
+            # iteration per request for request/response clients.
+            head = queue[0]
+            reply = head.reply
+            if reply is not None and self.pipe is None and not self._closing:
+                queue.popleft()
+                self._transport.write(reply)  # type: ignore[union-attr]
                 return
-            self.flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._flush()
+            return
+        self.flush_scheduled = True
+        self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self.flush_scheduled = False

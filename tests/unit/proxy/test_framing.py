@@ -3,6 +3,7 @@
 import itertools
 import tracemalloc
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -112,6 +113,21 @@ def test_large_count_after_a_partial_request_never_reaches_hiredis() -> None:
 def test_nested_large_array_is_a_protocol_error_without_the_allocation() -> None:
     out, error, peak = _peak_bytes([b"*2\r\n$3\r\nGET\r\n", b"*1000000000\r\n"])
     assert (out, error) == ([], "Protocol error: expected '$', got '*'")
+    assert peak < 2_000_000
+
+
+@pytest.mark.parametrize(
+    "feed",
+    [
+        [b"*2\r\n$3\r\nGET\r\n*10", b"00000000\r\n"],  # a nested count split over reads
+        [b"*10", b"00000000\r\n", b"$1\r\na\r\n"],  # a first header split over reads
+        [b"*2\r\n$3\r\nGET\r\n*1", b"0", b"00000000\r\n"],
+    ],
+)
+def test_large_count_split_over_reads_never_reaches_hiredis(feed: list[bytes]) -> None:
+    out, error, peak = _peak_bytes(feed)
+    assert out == []
+    assert error in (None, "Protocol error: expected '$', got '*'")
     assert peak < 2_000_000
 
 

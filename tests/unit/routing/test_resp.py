@@ -217,3 +217,15 @@ def test_request_parser_in_any_chunks_agrees_with_the_whole_parse(
     assert (got, parser.error) == (whole.requests, whole.error)
     if whole.error is None:
         assert parser.idle == (whole.consumed == len(data))
+
+
+@given(
+    st.lists(
+        st.one_of(st.binary(max_size=40), st.sampled_from([b"x" * 4095, b"y" * 4096])),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_pack_command_matches_hiredis(args: list[bytes]) -> None:
+    # The 2- and 3-argument shortcut (precomputed headers up to 4095 bytes) and the rest.
+    assert pack_command(args) == hiredis.pack_command(tuple(args))
