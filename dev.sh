@@ -2,6 +2,7 @@
 # One entry point for a fresh Debian machine with python3 (3.11+):
 #   ./dev.sh demo [ARGS]   run `slotless demo` (a local Redis Cluster behind the proxy)
 #   ./dev.sh test [ARGS]   run the test suite (ARGS go to pytest)
+#   ./dev.sh bench [ARGS]  slotless vs. the cluster with redis-benchmark (tests/bench/README.md)
 #   ./dev.sh setup         only ensure the environment
 # Ensuring the environment: .venv (pip install -e '.[test,dev]' again whenever pyproject.toml
 # changes) and redis-server/redis-cli/redis-benchmark (apt-get when root). Quiet when all is there.
@@ -89,6 +90,7 @@ run_tests() {
 case "${1:-}" in
     demo) shift; ensure_env; exec "$VENV/bin/slotless" demo "$@" ;;
     test) shift; ensure_env; run_tests "$@" ;;
+    bench) shift; ensure_env; exec "$VENV/bin/python" tests/bench/run.py "$@" ;;
     setup) ensure_env ;;
-    *) say "usage: ./dev.sh demo|test|setup [ARGS...]"; exit 2 ;;
+    *) say "usage: ./dev.sh demo|test|bench|setup [ARGS...]"; exit 2 ;;
 esac
