@@ -16,8 +16,8 @@ from proxy.pool import UpstreamPool
 from proxy.topology import Topology
 from proxy.upstream import UpstreamConnection
 from routing import replies
-from routing.merge import merge_replies
-from routing.plan import ANY_NODE, Split
+from routing.merge import merge_keys, merge_replies
+from routing.plan import ANY_NODE, Split, SplitKeys
 from routing.redirect import CLUSTER_ERROR_PREFIXES, is_retryable, parse_redirect
 from routing.resp import RequestLimits, error_message, pack_command, parse_requests
 
@@ -90,6 +90,57 @@ class SplitRequest:
         self.reply = merge_replies(self.plan, self.raws, self.session.resp3)
         self.session.on_ready()
 
+    def part_request(self, index: int) -> tuple[bytes, int]:
+        """Part `index` as sent (packed) and its slot: for a part that must go again."""
+        part = self.plan.parts[index]
+        return pack_command(part.args), part.slot
+
+
+class KeysRequest(SplitRequest):
+    """A SplitKeys request: part i is key i alone."""
+
+    __slots__ = ("keys_plan",)
+
+    def __init__(self, session: ReplySink, plan: SplitKeys) -> None:
+        self.session = session
+        self.keys_plan = plan
+        self.raws = [b""] * len(plan.slots)
+        self.remaining = len(plan.slots)
+        self.reply = None
+
+    def finish(self) -> None:
+        self.reply = merge_keys(self.keys_plan, self.raws, self.session.resp3)
+        self.session.on_ready()
+
+    def part_request(self, index: int) -> tuple[bytes, int]:
+        return self.keys_plan.requests[index], self.keys_plan.slots[index]
+
+
+class ReadBatch(SplitRequest):
+    """Consecutive single-key requests from one client read, as one entry in its reply
+    queue: their replies, concatenated in request order, once all are in. Sent like a
+    SplitKeys (a NodeBatch per node); `count` is how many replies it holds."""
+
+    __slots__ = ("count", "requests", "slots")
+
+    def __init__(self, session: ReplySink, requests: list[bytes], slots: list[int]) -> None:
+        self.session = session
+        self.requests = requests
+        self.slots = slots
+        self.count = len(slots)
+        self.raws = [b""] * self.count
+        self.remaining = self.count
+        self.reply = None
+
+    def finish(self) -> None:
+        self.reply = b"".join(self.raws)
+        session = self.session
+        if not session.flush_scheduled:
+            session.on_ready()
+
+    def part_request(self, index: int) -> tuple[bytes, int]:
+        return self.requests[index], self.slots[index]
+
 
 class NodeBatch:
     """The parts of one split request that went out together on one connection.
@@ -111,9 +162,8 @@ class NodeBatch:
         index = self.indices[self.next]
         self.next += 1
         if raw[0] == 45 and raw.startswith(_RETRY_CANDIDATES):
-            parent = self.parent
-            part = parent.plan.parts[index]
-            request = Part(self.dispatcher, parent, index, pack_command(part.args), part.slot)
+            packed, slot = self.parent.part_request(index)
+            request = Part(self.dispatcher, self.parent, index, packed, slot)
             if self.dispatcher.redirect(request, raw, conn):
                 return
         # SplitRequest.part_done, inlined: this runs once per part.
@@ -206,6 +256,35 @@ class Dispatcher:
                 batch[1].append(index)
         for conn, (raws, indices) in batches.items():
             conn.send_many(b"".join(raws), NodeBatch(self, parent, indices), len(indices))
+        return parent
+
+    def split_keys(self, session: ReplySink, plan: SplitKeys) -> KeysRequest:
+        """split() for one key per part: the parts for one node go as one batch."""
+        parent = KeysRequest(session, plan)
+        slotmap = self.topology.slotmap
+        if slotmap is None:
+            for index, slot in enumerate(plan.slots):
+                self.send(Part(self, parent, index, plan.requests[index], slot))
+            return parent
+        owners = slotmap.owners
+        by_node: dict[str | None, list[int]] = {}
+        for index, slot in enumerate(plan.slots):
+            addr = owners[slot]
+            indices = by_node.get(addr)
+            if indices is None:
+                by_node[addr] = [index]
+            else:
+                indices.append(index)
+        first = self.pool.first[session.resp3]
+        requests = plan.requests
+        for addr, indices in by_node.items():
+            conn = first.get(addr) if addr is not None else None
+            if conn is None or conn.closed:  # no live connection yet: the general path
+                for index in indices:
+                    self.send(Part(self, parent, index, requests[index], plan.slots[index]))
+                continue
+            raw = b"".join([requests[i] for i in indices])
+            conn.send_many(raw, NodeBatch(self, parent, indices), len(indices))
         return parent
 
     def send(self, request: Request) -> None:

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
 
-from proxy.dispatch import Request
+from proxy.dispatch import NodeBatch, ReadBatch, Request
 from proxy.framing import RequestReader
 from proxy.local import LocalCommands
 from proxy.pipe import Pipe
 from routing import replies
 from routing.fanout import Special
-from routing.plan import ANY_NODE, Local, Reply, Split
+from routing.plan import ANY_NODE, Local, Reply, Split, SplitKeys
 from routing.resp import Args, encode_error, pack_command
 from routing.slots import key_hash_slot
 
@@ -37,6 +37,8 @@ log = structlog.get_logger("slotless.session")
 # A client that sends and never reads then holds at most this many replies in memory;
 # pipelines deeper than this still work, they are just read in slices.
 MAX_PENDING_REPLIES = 1024
+# Reads with at least this many requests send their single-key ones as ReadBatches.
+_BATCH_MIN = 4
 
 
 class Entry(Protocol):
@@ -78,6 +80,7 @@ class ClientSession(asyncio.Protocol):
         self.detour = False  # True: skip the hot path, every request goes through handle()
         self._closers: list[Callable[[], None]] | None = None
         self._backlog: list[Args] | None = None  # read but not yet served (backpressure)
+        self._batched = 0  # replies owed beyond one per queue entry (ReadBatch.count - 1)
         self.last_active = self._loop.time()  # last read, for limits.client_idle_timeout
         self.resp3 = False  # HELLO 3 switches this client (and its upstreams) to RESP3
         self.id = state.next_client_id()
@@ -113,7 +116,7 @@ class ClientSession(asyncio.Protocol):
     def _run(self, requests: list[Args]) -> None:
         """Serve what one read delivered, at most up to the pending-replies bound; the
         rest waits (parsed, its size bounded by one read) until replies drain."""
-        room = MAX_PENDING_REPLIES - len(self._queue)
+        room = MAX_PENDING_REPLIES - len(self._queue) - self._batched
         if len(requests) > room:
             self._backlog = requests[max(room, 0) :]
             requests = requests[: max(room, 0)]
@@ -130,7 +133,7 @@ class ClientSession(asyncio.Protocol):
             self._queue.append(Ready(encode_error("ERR " + self._reader.error)))
             self._closing = True
             self.on_ready()
-        if len(self._queue) > MAX_PENDING_REPLIES:
+        if len(self._queue) + self._batched > MAX_PENDING_REPLIES:
             self._pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -180,6 +183,10 @@ class ClientSession(asyncio.Protocol):
         dispatcher = state.dispatcher
         queue = self._queue
         detour = self.detour
+        # A pipeline: runs of single-key requests go as ReadBatches (one queue entry and
+        # one waiter per node each) instead of one Request apiece.
+        batching = len(requests) >= _BATCH_MIN and read_targets is None
+        batch: tuple[list[bytes], list[int], dict[str, list[int]]] | None = None
         for args in requests:
             route = direct.get(args[0]) if not detour else None
             if route is not None:
@@ -198,19 +205,64 @@ class ClientSession(asyncio.Protocol):
                         if read_targets is not None and args[0] in reads:
                             addr = read_targets[slot].pick(pool)
                 if addr is not None:
+                    raw = pack_command(args)
+                    if batching and slot != ANY_NODE:
+                        if batch is None:
+                            batch = ([raw], [slot], {addr: [0]})
+                            continue
+                        raws, slots, by_node = batch
+                        indices = by_node.get(addr)
+                        if indices is None:
+                            by_node[addr] = [len(raws)]
+                        else:
+                            indices.append(len(raws))
+                        raws.append(raw)
+                        slots.append(slot)
+                        continue
+                    if batch is not None:
+                        self._send_batch(*batch)
+                        batch = None
                     conn = first.get(addr)
                     if conn is None or conn.closed:
                         conn = pool.get(addr, self.resp3)
-                    raw = pack_command(args)
                     request = Request(dispatcher, self, raw, slot)
                     queue.append(request)
                     conn.send(raw, request)
                     continue
+            if batch is not None:
+                self._send_batch(*batch)
+                batch = None
             self.handle(args)
             if self._closing:
                 break
             detour = self.detour  # MULTI, SUBSCRIBE, AUTH ... may have changed it
             first = pool.first[self.resp3]  # HELLO 3 / RESET may have switched protocol
+        if batch is not None:
+            self._send_batch(*batch)
+
+    def _send_batch(
+        self, raws: list[bytes], slots: list[int], by_node: dict[str, list[int]]
+    ) -> None:
+        if len(raws) == 1:  # a run of one: a plain Request
+            request = Request(self._state.dispatcher, self, raws[0], slots[0])
+            self._queue.append(request)
+            self._state.pool.get(next(iter(by_node)), self.resp3).send(raws[0], request)
+            return
+        state = self._state
+        parent = ReadBatch(self, raws, slots)
+        self._queue.append(parent)
+        self._batched += parent.count - 1
+        first = state.pool.first[self.resp3]
+        dispatcher = state.dispatcher
+        for addr, indices in by_node.items():
+            conn = first.get(addr)
+            if conn is None or conn.closed:
+                conn = state.pool.get(addr, self.resp3)
+            if len(indices) == 1:
+                conn.send_many(raws[indices[0]], NodeBatch(dispatcher, parent, indices), 1)
+            else:
+                raw = b"".join([raws[i] for i in indices])
+                conn.send_many(raw, NodeBatch(dispatcher, parent, indices), len(indices))
 
     def handle(self, args: Args) -> None:
         """Plan one request and put its entry in the reply queue."""
@@ -231,6 +283,8 @@ class ClientSession(asyncio.Protocol):
             self._queue.append(self._state.dispatcher.forward(self, args, plan))  # type: ignore[arg-type]
         elif kind is Reply:
             self.reply(plan.raw)  # type: ignore[union-attr]
+        elif kind is SplitKeys:
+            self._queue.append(self._state.dispatcher.split_keys(self, plan))  # type: ignore[arg-type]
         elif kind is Split:
             self._queue.append(self._state.dispatcher.split(self, plan))  # type: ignore[arg-type]
         elif isinstance(plan, Special):
@@ -281,6 +335,8 @@ class ClientSession(asyncio.Protocol):
             reply = head.reply
             if reply is not None and self.pipe is None and not self._closing:
                 queue.popleft()
+                if type(head) is ReadBatch:
+                    self._batched -= head.count - 1
                 self._transport.write(reply)  # type: ignore[union-attr]
                 return
             self._flush()
@@ -306,6 +362,8 @@ class ClientSession(asyncio.Protocol):
                 break
             out.append(reply)
             queue.popleft()
+            if type(head) is ReadBatch:
+                self._batched -= head.count - 1
         if out:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
         if self._closing and not queue:
@@ -324,7 +382,7 @@ class ClientSession(asyncio.Protocol):
         if (
             self._reading_paused
             and not self._writing_paused
-            and len(self._queue) <= MAX_PENDING_REPLIES // 2
+            and len(self._queue) + self._batched <= MAX_PENDING_REPLIES // 2
             and self._transport is not None
             and not self._closed
         ):
@@ -334,7 +392,7 @@ class ClientSession(asyncio.Protocol):
                 self._run(backlog)
                 if self._backlog is not None or self._closing:
                     return
-                if len(self._queue) > MAX_PENDING_REPLIES // 2:
+                if len(self._queue) + self._batched > MAX_PENDING_REPLIES // 2:
                     return  # the next flush comes back here
             self._reading_paused = False
             self._transport.resume_reading()
@@ -349,7 +407,8 @@ class ClientSession(asyncio.Protocol):
     @property
     def pending_replies(self) -> int:
         """Replies owed; a pipe's stream is not one (it never ends by itself)."""
-        return len(self._queue) - (self.pipe is not None and bool(self._queue))
+        queue = self._queue
+        return len(queue) + self._batched - (self.pipe is not None and bool(queue))
 
     @property
     def waiting_on_purpose(self) -> bool:

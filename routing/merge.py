@@ -11,7 +11,7 @@ from typing import Final
 
 from routing import replies
 from routing.fanout import FanoutMerge
-from routing.plan import GET, Split
+from routing.plan import GET, Split, SplitKeys
 from routing.resp import array_elements, encode_array, encode_int, is_error
 
 
@@ -20,6 +20,31 @@ def merge_replies(split: Split, raws: list[bytes], resp3: bool = False) -> bytes
     if split.merge != "by_key":
         return merge_fanout(split.merge, raws)  # agg_sum, all_succeeded: the same merges
     return _merge_by_key(split, raws, resp3)
+
+
+def merge_keys(split: SplitKeys, raws: list[bytes], resp3: bool = False) -> bytes:
+    """merge_replies for a SplitKeys: raws[i] answers key i alone."""
+    if split.merge != "by_key":
+        return merge_fanout(split.merge, raws)
+    items = raws[:]
+    if split.as_get:
+        for index, raw in enumerate(raws):
+            if raw[0] == 45:  # '-'
+                if not raw.startswith(b"-WRONGTYPE"):
+                    return raw  # the first error, in key order, wins
+                items[index] = b"_\r\n" if resp3 else b"$-1\r\n"  # MGET's nil
+    else:
+        failed = None
+        for index, raw in enumerate(raws):
+            if raw.startswith(b"*1\r\n"):
+                items[index] = raw[4:]
+            elif is_error(raw):
+                return raw
+            else:
+                failed = b"-ERR upstream returned an unexpected reply to a split command\r\n"
+        if failed is not None:
+            return failed
+    return b"*%d\r\n" % len(items) + b"".join(items)
 
 
 def _merge_by_key(split: Split, raws: list[bytes], resp3: bool) -> bytes:

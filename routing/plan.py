@@ -18,7 +18,7 @@ from routing import replies
 from routing.commands import CommandSpec, CommandTable
 from routing.fanout import SCAN_PLAN, Script, Special, slowlog_plan, special_plan
 from routing.keys import key_positions, simple_key_index
-from routing.resp import Args, encode_bulk
+from routing.resp import Args, encode_bulk, pack_command
 from routing.slots import key_hash_slot
 
 ANY_NODE: Final = -1
@@ -61,7 +61,21 @@ class Split:
     key_count: int
 
 
-Plan: TypeAlias = int | Reply | Local | Split | Special
+@dataclass(slots=True)
+class SplitKeys:
+    """A split where every key has a slot of its own (the usual cross-slot request).
+
+    Part i carries key i (with its value, for MSET) alone: `requests[i]`, packed, bound for
+    `slots[i]`. `as_get`: MGET's parts go as GET (see _split_handler).
+    """
+
+    slots: list[int]
+    requests: list[bytes]
+    merge: MergeKind
+    as_get: bool
+
+
+Plan: TypeAlias = int | Reply | Local | Split | SplitKeys | Special
 Handler = Callable[[Args], Plan]
 
 # Commands whose state lives on the connection. In standalone mode they get a dedicated
@@ -338,14 +352,7 @@ def _split_handler(spec: CommandSpec) -> Handler:
             slots = [key_hash_slot(k) if 123 in k else crc_hqx(k, 0) & 16383 for k in keys]
             if len(set(slots)) == len(slots) > 1:  # every key in a slot of its own: usual
                 head = GET if as_get else name
-                return Split(
-                    [
-                        SubRequest(slot, [head, key], [ordinal])
-                        for ordinal, (slot, key) in enumerate(zip(slots, keys, strict=True))
-                    ],
-                    merge,
-                    len(keys),
-                )
+                return SplitKeys(slots, [pack_command((head, k)) for k in keys], merge, as_get)
             for ordinal in range(argc - first):
                 key = args[first + ordinal]
                 # 123 is "{": an int membership test costs a tenth of b"{" in key.
@@ -365,6 +372,15 @@ def _split_handler(spec: CommandSpec) -> Handler:
                     if len(part.args) == 2:
                         part.args[0] = GET
             return Split(list(parts.values()), merge, argc - first)
+        keys = args[first::step]
+        slots = [key_hash_slot(k) if 123 in k else crc_hqx(k, 0) & 16383 for k in keys]
+        if len(set(slots)) == len(slots) > 1:  # MSET and the like, every key its own slot
+            return SplitKeys(
+                slots,
+                [pack_command((name, *args[pos : pos + step])) for pos in range(first, argc, step)],
+                merge,
+                False,
+            )
         ordinal = 0
         for pos in range(first, argc, step):
             key = args[pos]

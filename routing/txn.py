@@ -15,7 +15,16 @@ from routing import replies
 from routing.commands import CommandTable
 from routing.fanout import Script
 from routing.keys import key_positions
-from routing.plan import ANY_NODE, LOCAL_COMMANDS, PUBSUB_COMMANDS, Local, Reply, Router, Split
+from routing.plan import (
+    ANY_NODE,
+    LOCAL_COMMANDS,
+    PUBSUB_COMMANDS,
+    Local,
+    Reply,
+    Router,
+    Split,
+    SplitKeys,
+)
 from routing.resp import Args, ErrorReply, encode_error
 from routing.slots import key_hash_slot
 
@@ -58,7 +67,7 @@ def plan_queued(router: Router, args: Args) -> QueuedPlan:
     if isinstance(plan, Reply):
         # PING and ECHO are answered locally outside MULTI; inside, they are queued.
         return Refuse(plan.raw) if plan.raw.startswith(b"-") else ANY_NODE
-    if isinstance(plan, Split):
+    if isinstance(plan, Split | SplitKeys):
         return Refuse(replies.CROSSSLOT.encode())
     if isinstance(plan, Script):
         return plan.slot

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import threading
@@ -12,16 +13,22 @@ from pathlib import Path
 import pytest
 import redis
 
-from proxy.localcluster import RedisProcess
+from proxy.localcluster import Cluster, RedisProcess, command
 from proxy.session import MAX_PENDING_REPLIES
 from tests.integration.proxy_process import slotless_process
 from tests.integration.proxy_thread import ProxyThread, proxy_config
 
 
-def test_a_client_that_never_reads_is_bounded(redis_standalone: RedisProcess) -> None:
-    with ProxyThread(proxy_config("standalone", [redis_standalone.addr])) as proxy:
+@pytest.mark.parametrize("mode", ["standalone", "cluster"])
+def test_a_client_that_never_reads_is_bounded(
+    mode: str, redis_standalone: RedisProcess, redis_cluster: Cluster
+) -> None:
+    seeds = [redis_standalone.addr] if mode == "standalone" else redis_cluster.seeds[:1]
+    with ProxyThread(proxy_config(mode, seeds)) as proxy:
         with redis.Redis(port=proxy.port) as setup:
             setup.set("bp:big", b"x" * 100_000)
+        # In cluster mode a pipelined read of GETs travels as batches (one queue entry
+        # each): the bound still counts replies.
         request = b"*2\r\n$3\r\nGET\r\n$6\r\nbp:big\r\n"
         with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
@@ -46,6 +53,50 @@ def test_a_client_that_never_reads_is_bounded(redis_standalone: RedisProcess) ->
             with redis.Redis(port=proxy.port) as other:  # and everybody else is fine
                 assert other.ping()
                 assert len(other.get("bp:big") or b"") == 100_000
+
+
+def test_pipelined_requests_are_bounded_while_the_cluster_is_slow(redis_cluster: Cluster) -> None:
+    """Replies owed, not queue entries, are what is bounded: while every node is paused a
+    client can pipeline 20,000 GETs, and slotless holds at most MAX_PENDING_REPLIES of
+    them (batched runs count once per reply); the rest wait in the socket buffers."""
+    count = 20_000
+    keys = [b"bp:%d" % (i % 97) for i in range(count)]
+    with ProxyThread(proxy_config("cluster", redis_cluster.seeds[:1])) as proxy:
+        with redis.Redis(port=proxy.port) as setup:
+            setup.mset({key: key for key in set(keys)})
+        payload = b"".join(b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(k), k) for k in keys)
+        primaries = redis_cluster.primaries()
+        for addr in primaries:
+            command(addr, "CLIENT", "PAUSE", "1500", "ALL")
+        with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+            # In slices of 100 requests, so that slotless reads many small batches.
+            sock.setblocking(False)
+            step = len(payload) // 200
+            sent, deadline = 0, time.monotonic() + 1.0
+            while sent < len(payload) and time.monotonic() < deadline:
+                with contextlib.suppress(BlockingIOError):
+                    sent += sock.send(payload[sent : sent + step])
+                time.sleep(0.002)
+            sock.setblocking(True)
+            time.sleep(0.2)
+            state = proxy.server.state
+            assert state is not None
+            (session,) = list(state.sessions)
+            try:
+                assert 0 < session.pending_replies <= MAX_PENDING_REPLIES
+                assert session.reading_paused
+            finally:
+                for addr in primaries:
+                    command(addr, "CLIENT", "UNPAUSE")
+            expected = b"".join(b"$%d\r\n%b\r\n" % (len(k), k) for k in keys)
+            received = bytearray()
+            sock.settimeout(10)
+            sock.sendall(payload[sent:])
+            while len(received) < len(expected):
+                chunk = sock.recv(1 << 20)
+                assert chunk, "connection closed early"
+                received += chunk
+            assert bytes(received) == expected  # every reply, in request order
 
 
 def test_sigterm_lets_in_flight_replies_arrive_then_exits_0(

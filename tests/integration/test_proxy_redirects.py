@@ -117,6 +117,13 @@ def test_split_parts_follow_ask_and_moved(fresh_cluster: FreshCluster) -> None:
         expected = [neighbours[0].upper(), "A", neighbours[1].upper(), neighbours[2].upper()]
         assert client.mget(keys) == [v.encode() for v in expected]
         assert state.topology.redirects > before
+        # The same keys as a pipeline of GETs: one batch per node, {m}a's part on its own.
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+        pipe.set("{m}p", "P")  # a new key in the migrating slot: ASK to the target
+        pipe.get("{m}p")
+        assert pipe.execute() == [*(v.encode() for v in expected), True, b"P"]
 
         cluster.migrate_slot(slot, target)  # slotless's map still names the source: MOVED
         assert client.mset({neighbours[0]: "x", "{m}c": "C", neighbours[1]: "y"})
@@ -128,3 +135,10 @@ def test_split_parts_follow_ask_and_moved(fresh_cluster: FreshCluster) -> None:
         ]
         assert state.topology.slotmap is not None
         assert state.topology.slotmap.node_for_slot(slot) == target
+        # And a pipeline meeting MOVED for a slot slotless still maps to the old owner.
+        other = key_hash_slot(b"o")
+        owner = cluster.owner_of_slot(other)
+        cluster.migrate_slot(other, next(p for p in cluster.primaries() if p != owner))
+        pipe = client.pipeline(transaction=False)
+        pipe.set(neighbours[0], "1").set("{o}k", "2").get("{o}k").get(neighbours[0])
+        assert pipe.execute() == [True, True, b"2", b"1"]

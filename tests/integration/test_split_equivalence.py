@@ -72,3 +72,29 @@ def test_split_and_merge_match_a_standalone_server(
     for key in KEYS:
         assert run(through, ("GET", key)) == run(reference, ("GET", key)), key
         assert through.type(key) == reference.type(key), key
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(COMMAND, min_size=4, max_size=40))
+def test_pipelines_match_a_standalone_server(
+    targets: tuple[redis.Redis, redis.Redis], commands: list[tuple[object, ...]]
+) -> None:
+    """The same commands sent as one pipeline (one read at the proxy): runs of single-key
+    commands travel as batches, and every reply still comes back in request order."""
+    through, reference = targets
+    through.delete(*KEYS)
+    reference.delete(*KEYS)
+    results = []
+    for client in (through, reference):
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        replies = pipe.execute(raise_on_error=False)
+        results.append([f"error: {r}" if isinstance(r, Exception) else r for r in replies])
+    assert results[0] == results[1]
+    for key in KEYS:
+        assert run(through, ("GET", key)) == run(reference, ("GET", key)), key

@@ -10,7 +10,7 @@ from typing import Any
 from conf import Config
 from proxy.session import MAX_PENDING_REPLIES, ClientSession
 from routing.commands import CommandTable, parse_command_reply
-from routing.plan import Router, Split
+from routing.plan import Router, Split, SplitKeys
 from routing.resp import RequestLimits, pack_command, parse_reply
 
 DATA = Path(__file__).parents[3] / "routing" / "data" / "command-7.0.resp"
@@ -71,6 +71,9 @@ class FakeDispatcher:
         return self.sent[-1]
 
     def split(self, session: ClientSession, plan: Split) -> Pending:
+        return self.forward(session, [b"split"], 0)
+
+    def split_keys(self, session: ClientSession, plan: SplitKeys) -> Pending:
         return self.forward(session, [b"split"], 0)
 
 

@@ -6,9 +6,16 @@ import pytest
 
 from routing.commands import CommandTable, parse_command_reply
 from routing.fanout import Script
-from routing.merge import merge_replies
-from routing.plan import ANY_NODE, Local, Reply, Router, Split
-from routing.resp import encode_array, encode_bulk, encode_int, pack_command, parse_reply
+from routing.merge import merge_keys, merge_replies
+from routing.plan import ANY_NODE, Local, Reply, Router, Split, SplitKeys
+from routing.resp import (
+    RequestLimits,
+    encode_array,
+    encode_bulk,
+    encode_int,
+    parse_reply,
+    parse_requests,
+)
 from routing.slots import key_hash_slot
 
 DATA = __import__("pathlib").Path(__file__).parents[3] / "routing" / "data" / "command-7.0.resp"
@@ -135,19 +142,34 @@ def answer(
     raise AssertionError(name)
 
 
+def parts_of(result: object) -> list[tuple[int, list[bytes]]]:
+    """(slot, args) of every part of a Split or a SplitKeys."""
+    if isinstance(result, SplitKeys):
+        assert len(result.slots) == len(result.requests)
+        parsed = [parse_requests(raw, RequestLimits()) for raw in result.requests]
+        assert all(len(p.requests) == 1 and p.error is None for p in parsed)
+        return [(slot, p.requests[0]) for slot, p in zip(result.slots, parsed, strict=True)]
+    assert isinstance(result, Split)
+    return [(part.slot, part.args) for part in result.parts]
+
+
+def merge(result: object, raws: list[bytes], resp3: bool = False) -> bytes:
+    if isinstance(result, SplitKeys):
+        return merge_keys(result, raws, resp3)
+    assert isinstance(result, Split)
+    return merge_replies(result, raws, resp3)
+
+
 def run_split(
     args: list[bytes], store: dict[bytes, bytes], lists: frozenset[bytes] = frozenset()
 ) -> bytes:
     result = cluster().plan(args)
-    assert isinstance(result, Split)
-    assert len({p.slot for p in result.parts}) == len(result.parts)
-    for part in result.parts:
-        assert all(
-            key_hash_slot(part.args[1 + i * (len(part.args) - 1) // len(part.ordinals)])
-            == part.slot
-            for i in range(len(part.ordinals))
-        )
-    return merge_replies(result, [answer(p.args, store, lists) for p in result.parts])
+    parts = parts_of(result)
+    assert len({slot for slot, _ in parts}) == len(parts)
+    step = 2 if args[0].upper() == b"MSET" else 1
+    for slot, part_args in parts:
+        assert all(key_hash_slot(key) == slot for key in part_args[1::step])
+    return merge(result, [answer(tuple(a), store, lists) for _, a in parts])
 
 
 def test_split_round_trip_matches_one_redis() -> None:
@@ -166,29 +188,36 @@ def test_split_round_trip_matches_one_redis() -> None:
 def test_mget_one_key_parts_go_as_get_and_keep_mget_semantics() -> None:
     keys = keys_in_distinct_slots(3)
     result = cluster().plan([b"MGET", *keys])
-    assert isinstance(result, Split)
-    assert [p.args[0] for p in result.parts] == [b"GET"] * 3
+    assert isinstance(result, SplitKeys)  # every key in a slot of its own
+    assert [a[0] for _, a in parts_of(result)] == [b"GET"] * 3
     # MGET answers nil for a key of another type, where GET answers WRONGTYPE.
     store = {keys[0]: b"a"}
     lists = frozenset({keys[1]})
     assert parse_reply(run_split([b"MGET", *keys], store, lists)) == [b"a", None, None]
-    raws = [answer(p.args, store, lists) for p in result.parts]
-    assert merge_replies(result, raws, resp3=True) == b"*3\r\n$1\r\na\r\n_\r\n$-1\r\n"
-    # Two keys of one slot stay one MGET part.
+    raws = [answer(tuple(a), store, lists) for _, a in parts_of(result)]
+    assert merge(result, raws, resp3=True) == b"*3\r\n$1\r\na\r\n_\r\n$-1\r\n"
+    # Two keys of one slot stay one MGET part (a Split); the lone key goes as GET.
     tagged = [b"{t}1", b"{t}2", keys[0]]
     result = cluster().plan([b"MGET", *tagged])
     assert isinstance(result, Split)
-    assert sorted(p.args[0] for p in result.parts) == [b"GET", b"MGET"]
+    assert sorted(a[0] for _, a in parts_of(result)) == [b"GET", b"MGET"]
     store[b"{t}2"] = b"two"
     assert parse_reply(run_split([b"MGET", *tagged], store)) == [None, b"two", b"a"]
+    lists = frozenset({keys[0]})
+    assert parse_reply(run_split([b"MGET", *tagged], store, lists)) == [None, b"two", None]
 
 
 def test_split_error_wins() -> None:
-    keys = keys_in_distinct_slots(2)
-    result = cluster().plan([b"MGET", *keys])
-    assert isinstance(result, Split)
+    keys = keys_in_distinct_slots(3)
     err = b"-ERR upstream 1.2.3.4:5 connection lost\r\n"
-    assert merge_replies(result, [err, encode_array([encode_bulk(b"x")])]) == err
+    wrongtype = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    result = cluster().plan([b"MGET", *keys])
+    assert merge(result, [wrongtype, err, encode_bulk(b"x")]) == err
+    result = cluster().plan([b"MGET", b"{t}1", b"{t}2", keys[0]])
+    assert merge(result, [err, encode_bulk(b"x")]) == err
+    assert merge(result, [encode_array([encode_bulk(b"x")] * 2), err]) == err
+    result = cluster().plan([b"DEL", *keys])
+    assert merge(result, [b":1\r\n", err, b":1\r\n"]) == err
 
 
 def test_mset_odd_arguments_is_an_arity_error() -> None:
@@ -201,6 +230,9 @@ def test_mset_odd_arguments_is_an_arity_error() -> None:
 def test_split_parts_are_valid_requests() -> None:
     keys = keys_in_distinct_slots(3)
     result = plan(b"MSET", *(x for k in keys for x in (k, b"v")))
+    assert isinstance(result, SplitKeys)
+    for request in result.requests:
+        assert request.startswith(b"*3\r\n$4\r\nMSET\r\n")
+    result = plan(b"MSET", b"{t}1", b"v", b"{t}2", b"w", keys[0], b"x")
     assert isinstance(result, Split)
-    for part in result.parts:
-        assert pack_command(part.args).startswith(b"*3\r\n$4\r\nMSET\r\n")
+    assert sorted(len(part.args) for part in result.parts) == [3, 5]
