@@ -14,10 +14,10 @@ import hiredis
 
 from routing.resp import Args, RequestLimits, RequestParser, parse_requests
 
-# Past this many bytes without a request boundary, stop keeping a copy for exact checks:
+# A request still unfinished past this many bytes is handed to Redis's (incremental) parser:
 # re-checking a growing partial request on every read would cost quadratic time (a client
-# trickling the elements of "*1000000000"). The header was checked when the request began;
-# beyond that window, hiredis's buffer is bounded by proto_max_bulk_len instead.
+# trickling the elements of "*1000000000"), and without a copy of its bytes a large count
+# later in the same read could no longer be kept away from hiredis.
 _RETAIN_MAX = 4 * 1024
 
 # hiredis allocates a whole list the moment it reads an array header: `*3000000000`
@@ -33,7 +33,7 @@ class RequestReader:
         self._limits = limits
         self._reader = hiredis.Reader()
         self._partial = False  # hiredis holds part of a request
-        self._retained: bytearray | None = bytearray()  # bytes fed since the last boundary
+        self._retained = bytearray()  # the unfinished request's bytes, while _partial
         self._since_clean = 0  # requests hiredis returned from _retained
         self._slow: RequestParser | None = None  # inline, a large count, or after an anomaly
         self.error: str | None = None  # set once; the connection must close after replying
@@ -55,39 +55,32 @@ class RequestReader:
                 data.find(b"*", 1) >= 0 and _BIG_COUNT.search(data) is not None
             ):
                 return self._parse_slow(data)
-        elif self._retained is not None and _BIG_COUNT.search(self._retained[-7:] + data):
+        elif _BIG_COUNT.search(self._retained[-7:] + data):
             # A header that began in the last read and ends in this one counts too.
             # Hand the unfinished request to Redis's parser; hiredis has not seen the count.
-            retained = bytes(self._retained)
-            self._reader = hiredis.Reader()
-            self._clean()
-            return self._parse_slow(retained + data)
-        # else: a request past the retained window is under way; hiredis's buffer for it
-        # is bounded by proto_max_bulk_len, and its header was checked when it began.
+            return self._to_slow(bytes(self._retained) + data)
         return self._parse_fast(data)
 
     def _parse_fast(self, data: bytes) -> list[Args]:
-        reader = self._reader
-        reader.feed(data)
         # A read that starts at a request boundary (the usual case) is kept for exact
         # checks only if it ends inside a request or in an error: no copy otherwise.
         fresh = not self._partial
         if not fresh:
             retained = self._retained
-            if retained is not None:
-                if len(retained) + len(data) > _RETAIN_MAX:
-                    self._retained = None
-                else:
-                    retained += data
+            if len(retained) + len(data) > _RETAIN_MAX:
+                return self._to_slow(bytes(retained) + data)  # a long request: see _RETAIN_MAX
+            retained += data
+        reader = self._reader
+        reader.feed(data)
         out: list[Args] = []
         gets = reader.gets
         while True:
             try:
                 request = gets()
-            except hiredis.ProtocolError as exc:
+            except hiredis.ProtocolError:
                 if fresh:
                     self._retain(data)
-                return out + self._exact_error(_redis_wording(str(exc)))
+                return out + self._exact_error()
             if request is False:
                 if fresh:
                     self._retain(data)
@@ -111,28 +104,21 @@ class RequestReader:
                 continue
             if fresh:
                 self._retain(data)
-            return out + self._exact_error("Protocol error: invalid multibulk request")
+            return out + self._exact_error()
 
     def _retain(self, data: bytes) -> None:
         """Keep a read that began at a boundary (see _parse_fast) for Redis's parser."""
-        self._retained = bytearray(data) if len(data) <= _RETAIN_MAX else None
+        self._retained = bytearray(data)
 
     def _clean(self) -> None:
         self._partial = False
         self._since_clean = 0
-        retained = self._retained
-        if retained is None:
-            self._retained = bytearray()
-        elif retained:
-            retained.clear()
+        if self._retained:
+            self._retained.clear()
 
     def _check_partial(self) -> list[Args]:
         """Validate the headers of the incomplete request now, as Redis would."""
         retained = self._retained
-        if retained is None:
-            if self._reader.len() > self._limits.proto_max_bulk_len + _RETAIN_MAX:
-                self.error = "Protocol error: invalid bulk length"
-            return []
         parsed = parse_requests(retained, self._limits)
         if parsed.error is not None:
             return self._fail_slow(retained, parsed.requests, parsed.error)
@@ -141,14 +127,13 @@ class RequestReader:
             return self._fail_slow(retained, parsed.requests, None)
         del retained[: parsed.consumed]
         self._since_clean = 0
+        if len(retained) > _RETAIN_MAX:
+            return self._to_slow(bytes(retained))  # a long request: see _RETAIN_MAX
         return []
 
-    def _exact_error(self, fallback: str) -> list[Args]:
+    def _exact_error(self) -> list[Args]:
         """hiredis rejected the stream: re-read it with Redis's rules for the exact outcome."""
         retained = self._retained
-        if retained is None:
-            self.error = fallback
-            return []
         parsed = parse_requests(retained, self._limits)
         return self._fail_slow(retained, parsed.requests, parsed.error)
 
@@ -162,10 +147,13 @@ class RequestReader:
             return fresh
         # Redis's rules accept what hiredis refused (e.g. "*-10" is an empty request).
         consumed = parse_requests(retained, self._limits).consumed
-        rest = retained[consumed:]
+        return fresh + self._to_slow(bytes(retained[consumed:]))
+
+    def _to_slow(self, rest: bytes) -> list[Args]:
+        """Drop hiredis's state and go on with Redis's parser from a request boundary."""
         self._reader = hiredis.Reader()
         self._clean()
-        return fresh + self._parse_slow(rest)
+        return self._parse_slow(rest)
 
     def _parse_slow(self, data: bytes | bytearray) -> list[Args]:
         slow = self._slow
@@ -177,13 +165,3 @@ class RequestReader:
         elif slow.idle:
             self._slow = None  # a boundary: the next read may take the fast path again
         return requests
-
-
-def _redis_wording(hiredis_message: str) -> str:
-    """hiredis's complaint in Redis's words, for when the bytes are no longer at hand."""
-    match = re.search(r'got "(.)" as reply type byte', hiredis_message)
-    if match:
-        return f"Protocol error: expected '$', got '{match.group(1)}'"
-    if "ulti-bulk" in hiredis_message:
-        return "Protocol error: invalid multibulk length"
-    return "Protocol error: invalid bulk length"

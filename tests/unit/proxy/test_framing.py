@@ -131,6 +131,20 @@ def test_large_count_split_over_reads_never_reaches_hiredis(feed: list[bytes]) -
     assert peak < 2_000_000
 
 
+def test_large_count_after_a_long_request_in_the_same_read_never_reaches_hiredis() -> None:
+    """A request longer than the exact-check window, finished in the same read as a huge
+    count: the count must still not reach hiredis (800 MB for this header, before)."""
+    value = b"x" * 10_000
+    request = pack_command([b"SET", b"k", value])
+    out, error, peak = _peak_bytes([request[:5000], request[5000:] + b"*100000000\r\n"])
+    assert (out, error) == ([[b"SET", b"k", value]], None)
+    assert peak < 2_000_000
+    big = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$9000\r\n"
+    out, error, peak = _peak_bytes([big, b"y" * 4500, b"y" * 4500 + b"\r\n*2000000000\r\n"])
+    assert (out, error) == ([[b"SET", b"k", b"y" * 9000]], None)
+    assert peak < 2_000_000
+
+
 def test_a_trickled_large_request_completes() -> None:
     reader = RequestReader(LIMITS)
     assert reader.feed(b"*200000\r\n") == []
