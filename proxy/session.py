@@ -171,8 +171,11 @@ class ClientSession(asyncio.Protocol):
         This is plan() + Dispatcher.forward() inlined for what Router.direct lists; anything
         else, or anything unusual (wrong arity, no owner), takes the general path.
         """
+        topology = self._state.topology
+        if len(requests) >= _BATCH_MIN and topology.read_targets is None:
+            self._handle_pipeline(requests)
+            return
         state = self._state
-        topology = state.topology
         direct = topology.router.direct
         slotmap = topology.slotmap
         owners = slotmap.owners if slotmap is not None else None
@@ -183,10 +186,6 @@ class ClientSession(asyncio.Protocol):
         dispatcher = state.dispatcher
         queue = self._queue
         detour = self.detour
-        # A pipeline: runs of single-key requests go as ReadBatches (one queue entry and
-        # one waiter per node each) instead of one Request apiece.
-        batching = len(requests) >= _BATCH_MIN and read_targets is None
-        batch: tuple[list[bytes], list[int], dict[str, list[int]]] | None = None
         for args in requests:
             route = direct.get(args[0]) if not detour else None
             if route is not None:
@@ -205,40 +204,62 @@ class ClientSession(asyncio.Protocol):
                         if read_targets is not None and args[0] in reads:
                             addr = read_targets[slot].pick(pool)
                 if addr is not None:
-                    raw = pack_command(args)
-                    if batching and slot != ANY_NODE:
-                        if batch is None:
-                            batch = ([raw], [slot], {addr: [0]})
-                            continue
-                        raws, slots, by_node = batch
-                        indices = by_node.get(addr)
-                        if indices is None:
-                            by_node[addr] = [len(raws)]
-                        else:
-                            indices.append(len(raws))
-                        raws.append(raw)
-                        slots.append(slot)
-                        continue
-                    if batch is not None:
-                        self._send_batch(*batch)
-                        batch = None
                     conn = first.get(addr)
                     if conn is None or conn.closed:
                         conn = pool.get(addr, self.resp3)
+                    raw = pack_command(args)
                     request = Request(dispatcher, self, raw, slot)
                     queue.append(request)
                     conn.send(raw, request)
                     continue
-            if batch is not None:
-                self._send_batch(*batch)
-                batch = None
             self.handle(args)
             if self._closing:
                 break
             detour = self.detour  # MULTI, SUBSCRIBE, AUTH ... may have changed it
             first = pool.first[self.resp3]  # HELLO 3 / RESET may have switched protocol
-        if batch is not None:
-            self._send_batch(*batch)
+
+    def _handle_pipeline(self, requests: list[Args]) -> None:
+        """_handle_all for a pipeline: each run of keyed single-key requests goes out as one
+        ReadBatch (one queue entry, one waiter per node) instead of a Request apiece."""
+        topology = self._state.topology
+        direct = topology.router.direct
+        slotmap = topology.slotmap
+        owners = slotmap.owners if slotmap is not None else None
+        detour = self.detour
+        raws: list[bytes] = []
+        slots: list[int] = []
+        by_node: dict[str, list[int]] = {}
+        for args in requests:
+            if not detour and owners is not None:
+                route = direct.get(args[0])
+                if route is not None:
+                    index, arity = route
+                    argc = len(args)
+                    if index and (argc == arity or (arity < 0 and argc >= -arity)):
+                        key = args[index]
+                        # 123 is "{": an int membership test costs a tenth of b"{" in key.
+                        slot = key_hash_slot(key) if 123 in key else crc_hqx(key, 0) & 16383
+                        addr = owners[slot]
+                        if addr is not None:
+                            indices = by_node.get(addr)
+                            if indices is None:
+                                by_node[addr] = [len(raws)]
+                            else:
+                                indices.append(len(raws))
+                            raws.append(pack_command(args))
+                            slots.append(slot)
+                            continue
+            if raws:
+                self._send_batch(raws, slots, by_node)
+                raws, slots, by_node = [], [], {}
+            self.handle(args)
+            if self._closing:
+                return
+            detour = self.detour  # MULTI, SUBSCRIBE, AUTH ... may have changed it
+            slotmap = topology.slotmap
+            owners = slotmap.owners if slotmap is not None else None
+        if raws:
+            self._send_batch(raws, slots, by_node)
 
     def _send_batch(
         self, raws: list[bytes], slots: list[int], by_node: dict[str, list[int]]

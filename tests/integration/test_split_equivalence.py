@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.localcluster import Cluster, RedisProcess
+from routing.resp import pack_command, reply_end
 from tests.integration.proxy_thread import ProxyThread, proxy_config
 
 KEYS = [f"eq:{n}" for n in "abcdefgh"] + [f"eq:{{t}}{n}" for n in "xyz"]
@@ -98,3 +100,74 @@ def test_pipelines_match_a_standalone_server(
     assert results[0] == results[1]
     for key in KEYS:
         assert run(through, ("GET", key)) == run(reference, ("GET", key)), key
+
+
+def _exchange(port: int, payload: bytes, replies: int) -> bytes:
+    """Send one pipeline in one write; read until `replies` complete replies arrived."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(payload)
+        data = b""
+        while True:
+            pos, count = 0, 0
+            while count < replies and (end := reply_end(data, pos)) >= 0:
+                pos, count = end, count + 1
+            if count == replies:
+                return data
+            chunk = sock.recv(65536)
+            assert chunk, "closed early"
+            data += chunk
+
+
+@pytest.mark.parametrize(
+    "commands",
+    [
+        # Session state in the middle of a pipeline: a batch ends before it, a new one
+        # starts after it, and the replies keep their order.
+        [
+            ["SET", "eq:a", "1"],
+            ["GET", "eq:a"],
+            ["MULTI"],
+            ["INCR", "eq:a"],
+            ["GET", "eq:a"],
+            ["EXEC"],
+            ["GET", "eq:a"],
+            ["SET", "eq:b", "2"],
+            ["MGET", "eq:a", "eq:b"],
+            ["GET", "eq:b"],
+        ],
+        [
+            ["SET", "eq:c", "x"],
+            ["PING"],
+            ["GET", "eq:c"],
+            ["ECHO", "e"],
+            ["GET", "eq:nope"],
+            ["CLIENT", "REPLY", "SKIP"],
+            ["GET", "eq:c"],
+            ["GET", "eq:c"],
+            ["DEL", "eq:c"],
+            ["GET", "eq:c"],
+        ],
+        [
+            ["GET", "eq:d"],
+            ["LPUSH", "eq:d", "v"],
+            ["GET", "eq:d"],
+            ["SET", "eq:e", "1"],
+            ["INCR", "eq:e"],
+            ["INCRBY", "eq:e", "x"],
+            ["GET", "eq:e"],
+            ["MGET", "eq:d", "eq:e"],
+        ],
+    ],
+)
+def test_pipelines_with_session_commands_match_byte_for_byte(
+    targets: tuple[redis.Redis, redis.Redis], commands: list[list[str]]
+) -> None:
+    through, reference = targets
+    for client in targets:
+        client.delete(*KEYS, "eq:nope")
+    payload = b"".join(pack_command([c.encode() for c in command]) for command in commands)
+    skipped = sum(1 for c in commands if c[:3] == ["CLIENT", "REPLY", "SKIP"]) * 2
+    count = len(commands) - skipped
+    port = through.connection_pool.connection_kwargs["port"]
+    reference_port = reference.connection_pool.connection_kwargs["port"]
+    assert _exchange(port, payload, count) == _exchange(reference_port, payload, count)
