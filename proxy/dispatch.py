@@ -9,6 +9,7 @@ backoff, each within a bounded budget; then the last error goes to the client as
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Protocol
 
 from conf import UpstreamConfig
@@ -236,56 +237,53 @@ class Dispatcher:
         return request
 
     def split(self, session: ReplySink, plan: Split) -> SplitRequest:
-        """Send every part; the parts bound for one connection go as one batch."""
         parent = SplitRequest(session, plan)
-        slotmap = self.topology.slotmap
-        owners = slotmap.owners if slotmap is not None else None
-        first = self.pool.first[session.resp3]
-        batches: dict[UpstreamConnection, tuple[list[bytes], list[int]]] = {}
-        for index, part in enumerate(plan.parts):
-            addr = owners[part.slot] if owners is not None else None
-            conn = first.get(addr) if addr is not None else None
-            if conn is None or conn.closed:  # no live connection yet: the general path
-                self.send(Part(self, parent, index, pack_command(part.args), part.slot))
-                continue
-            batch = batches.get(conn)
-            if batch is None:
-                batches[conn] = ([pack_command(part.args)], [index])
-            else:
-                batch[0].append(pack_command(part.args))
-                batch[1].append(index)
-        for conn, (raws, indices) in batches.items():
-            conn.send_many(b"".join(raws), NodeBatch(self, parent, indices), len(indices))
+        requests = [pack_command(part.args) for part in plan.parts]
+        self._send_split(parent, requests, [part.slot for part in plan.parts], session.resp3)
         return parent
 
     def split_keys(self, session: ReplySink, plan: SplitKeys) -> KeysRequest:
-        """split() for one key per part: the parts for one node go as one batch."""
         parent = KeysRequest(session, plan)
+        self._send_split(parent, plan.requests, plan.slots, session.resp3)
+        return parent
+
+    def _send_split(
+        self, parent: SplitRequest, requests: list[bytes], slots: list[int], resp3: bool
+    ) -> None:
         slotmap = self.topology.slotmap
-        if slotmap is None:
-            for index, slot in enumerate(plan.slots):
-                self.send(Part(self, parent, index, plan.requests[index], slot))
-            return parent
-        owners = slotmap.owners
+        owners = slotmap.owners if slotmap is not None else None
         by_node: dict[str | None, list[int]] = {}
-        for index, slot in enumerate(plan.slots):
-            addr = owners[slot]
+        for index, slot in enumerate(slots):
+            addr = owners[slot] if owners is not None else None
             indices = by_node.get(addr)
             if indices is None:
                 by_node[addr] = [index]
             else:
                 indices.append(index)
-        first = self.pool.first[session.resp3]
-        requests = plan.requests
+        self.send_parts(parent, requests, slots, by_node, resp3)
+
+    def send_parts(
+        self,
+        parent: SplitRequest,
+        requests: list[bytes],
+        slots: list[int],
+        by_node: Mapping[str | None, list[int]],
+        resp3: bool,
+    ) -> None:
+        """Send the parts of `parent` (packed `requests`, bound for `slots`), grouped by
+        the node that owns them: one write and one NodeBatch waiter per node."""
+        first = self.pool.first[resp3]
         for addr, indices in by_node.items():
             conn = first.get(addr) if addr is not None else None
-            if conn is None or conn.closed:  # no live connection yet: the general path
+            if conn is None or conn.closed:  # no live connection (or owner) yet: one by one
                 for index in indices:
-                    self.send(Part(self, parent, index, requests[index], plan.slots[index]))
+                    self.send(Part(self, parent, index, requests[index], slots[index]))
                 continue
-            raw = b"".join([requests[i] for i in indices])
+            if len(indices) == 1:
+                raw = requests[indices[0]]
+            else:
+                raw = b"".join([requests[i] for i in indices])
             conn.send_many(raw, NodeBatch(self, parent, indices), len(indices))
-        return parent
 
     def send(self, request: Request) -> None:
         slotmap = self.topology.slotmap

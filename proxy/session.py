@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
 
-from proxy.dispatch import NodeBatch, ReadBatch, Request
+from proxy.dispatch import ReadBatch, Request
 from proxy.framing import RequestReader
 from proxy.local import LocalCommands
 from proxy.pipe import Pipe
@@ -228,7 +228,7 @@ class ClientSession(asyncio.Protocol):
         detour = self.detour
         raws: list[bytes] = []
         slots: list[int] = []
-        by_node: dict[str, list[int]] = {}
+        by_node: dict[str | None, list[int]] = {}
         for args in requests:
             if not detour and owners is not None:
                 route = direct.get(args[0])
@@ -262,28 +262,12 @@ class ClientSession(asyncio.Protocol):
             self._send_batch(raws, slots, by_node)
 
     def _send_batch(
-        self, raws: list[bytes], slots: list[int], by_node: dict[str, list[int]]
+        self, raws: list[bytes], slots: list[int], by_node: dict[str | None, list[int]]
     ) -> None:
-        if len(raws) == 1:  # a run of one: a plain Request
-            request = Request(self._state.dispatcher, self, raws[0], slots[0])
-            self._queue.append(request)
-            self._state.pool.get(next(iter(by_node)), self.resp3).send(raws[0], request)
-            return
-        state = self._state
         parent = ReadBatch(self, raws, slots)
         self._queue.append(parent)
         self._batched += parent.count - 1
-        first = state.pool.first[self.resp3]
-        dispatcher = state.dispatcher
-        for addr, indices in by_node.items():
-            conn = first.get(addr)
-            if conn is None or conn.closed:
-                conn = state.pool.get(addr, self.resp3)
-            if len(indices) == 1:
-                conn.send_many(raws[indices[0]], NodeBatch(dispatcher, parent, indices), 1)
-            else:
-                raw = b"".join([raws[i] for i in indices])
-                conn.send_many(raw, NodeBatch(dispatcher, parent, indices), len(indices))
+        self._state.dispatcher.send_parts(parent, raws, slots, by_node, self.resp3)
 
     def handle(self, args: Args) -> None:
         """Plan one request and put its entry in the reply queue."""
