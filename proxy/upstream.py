@@ -72,6 +72,10 @@ def _reply_end(buf: bytes, pos: int, size: int) -> int:
 # Bulk reply headers ("$64") to their lengths: a dict lookup is cheaper than int() of a slice.
 _BULK_LENGTHS: dict[bytes, int] = {b"$%d" % n: n for n in range(-1, 4096)}
 
+# A bulk reply larger than this that is still incomplete is collected in pieces: adding each
+# read to one growing buffer would copy a 100 MB value thousands of times over.
+_COLLECT_MIN = 64 * 1024
+
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
 
@@ -95,8 +99,11 @@ def tune_socket(sock: socket.socket, keepalive: float, user_timeout: float) -> N
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_buf",
+        "_chunks",
         "_flush_handle",
+        "_have",
         "_loop",
+        "_need",
         "_on_lost",
         "_out",
         "_tcp",
@@ -128,6 +135,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._out: list[bytes] = []
         self._buf = b""
+        # A large bulk reply arriving over many reads: its pieces, joined once complete.
+        self._chunks: list[bytes] = []
+        self._need = 0  # bytes the reply at the head of _chunks needs in all (0: none)
+        self._have = 0
         self._flush_handle: asyncio.Handle | None = None
         self.pending: deque[Waiter] = deque()
         self.closed = False
@@ -193,7 +204,17 @@ class UpstreamConnection(asyncio.Protocol):
             self._flush()
 
     def data_received(self, data: bytes) -> None:
-        buf = self._buf + data if self._buf else data
+        if self._need:
+            self._chunks.append(data)
+            self._have += len(data)
+            self.last_progress = self._loop.time()
+            if self._have < self._need:
+                return
+            buf = b"".join(self._chunks)
+            self._chunks = []
+            self._need = 0
+        else:
+            buf = self._buf + data if self._buf else data
         pending = self.pending
         find = buf.find
         lengths = _BULK_LENGTHS
@@ -213,6 +234,13 @@ class UpstreamConnection(asyncio.Protocol):
                         length = int(buf[pos + 1 : newline])
                     end = newline + 4 + length if length >= 0 else newline + 2
                     if end > size:
+                        if end - pos > _COLLECT_MIN:  # collect the pieces, join them once
+                            self._chunks = [buf[pos:]]
+                            self._need = end - pos
+                            self._have = size - pos
+                            self._buf = b""
+                            self.last_progress = self._loop.time()
+                            return
                         break
                 elif kind == 43 or kind == 58:  # '+' ':'
                     end = find(b"\r\n", pos) + 2
