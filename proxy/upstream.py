@@ -220,46 +220,50 @@ class UpstreamConnection(asyncio.Protocol):
         lengths = _BULK_LENGTHS
         pos = 0
         size = len(buf)
-        try:
-            while pos < size:
-                # The common replies (bulk, status, integer) framed inline: this loop runs
-                # once per reply, so a function call here costs more than the framing.
-                kind = buf[pos]
-                if kind == 36:  # '$'
-                    newline = find(b"\r\n", pos)
-                    if newline < 0:
-                        break
-                    length = lengths.get(buf[pos:newline])
-                    if length is None:
+        while pos < size:
+            # The common replies (bulk, status, integer) framed inline: this loop runs once
+            # per reply, so a function call here costs more than the framing.
+            kind = buf[pos]
+            if kind == 36:  # '$'
+                newline = find(b"\r\n", pos)
+                if newline < 0:
+                    break
+                length = lengths.get(buf[pos:newline])
+                if length is None:
+                    try:
                         length = int(buf[pos + 1 : newline])
-                    end = newline + 4 + length if length >= 0 else newline + 2
-                    if end > size:
-                        if end - pos > _COLLECT_MIN:  # collect the pieces, join them once
-                            self._chunks = [buf[pos:]]
-                            self._need = end - pos
-                            self._have = size - pos
-                            self._buf = b""
-                            self.last_progress = self._loop.time()
-                            return
-                        break
-                elif kind == 43 or kind == 58:  # '+' ':'
-                    end = find(b"\r\n", pos) + 2
-                    if end < 2:
-                        break
-                else:
+                    except ValueError as exc:
+                        self.abort(f"sent an invalid reply ({exc})")
+                        return
+                end = newline + 4 + length if length >= 0 else newline + 2
+                if end > size:
+                    if end - pos > _COLLECT_MIN:  # collect the pieces, join them once
+                        self._chunks = [buf[pos:]]
+                        self._need = end - pos
+                        self._have = size - pos
+                        self._buf = b""
+                        self.last_progress = self._loop.time()
+                        return
+                    break
+            elif kind == 43 or kind == 58:  # '+' ':'
+                end = find(b"\r\n", pos) + 2
+                if end < 2:
+                    break
+            else:
+                try:
                     end = _reply_end(buf, pos, size)
-                    if end < 0:
-                        break
-                if not pending:
-                    self.abort("sent a reply nobody asked for")
+                except (ReplyProtocolError, ValueError) as exc:
+                    self.abort(f"sent an invalid reply ({exc})")
                     return
-                pending.popleft().on_reply(buf[pos:end], self)
-                pos = end
-                if self.closed:  # a waiter gave up on this connection (failed handshake)
-                    return
-        except (ReplyProtocolError, ValueError) as exc:
-            self.abort(f"sent an invalid reply ({exc})")
-            return
+                if end < 0:
+                    break
+            if not pending:
+                self.abort("sent a reply nobody asked for")
+                return
+            pending.popleft().on_reply(buf[pos:end], self)
+            pos = end
+            if self.closed:  # a waiter gave up on this connection (failed handshake)
+                return
         self._buf = buf[pos:] if pos < size else b""
         self.last_progress = self._loop.time()
 

@@ -72,3 +72,25 @@ def test_a_large_bulk_in_many_small_reads(loop: asyncio.AbstractEventLoop) -> No
     replies = [b"+OK\r\n", big, b":1\r\n"]
     stream_length = sum(map(len, replies))
     assert _deliver(loop, replies, list(range(0, stream_length, 1000))) == replies
+
+
+@pytest.mark.parametrize("garbage", [b"$abc\r\n", b"!x\r\n", b"*x\r\n", b"$-5x\r\n"])
+def test_an_invalid_reply_fails_the_connection(
+    loop: asyncio.AbstractEventLoop, garbage: bytes
+) -> None:
+    conn = UpstreamConnection("127.0.0.1:1", loop)
+    got: list[bytes] = []
+    conn.pending.append(Collect(got))
+    conn.data_received(garbage)
+    assert conn.closed
+    assert len(got) == 1
+    assert got[0].startswith(b"-ERR upstream 127.0.0.1:1 sent an invalid reply")
+
+
+def test_a_reply_nobody_asked_for_fails_the_connection(loop: asyncio.AbstractEventLoop) -> None:
+    conn = UpstreamConnection("127.0.0.1:1", loop)
+    got: list[bytes] = []
+    conn.pending.append(Collect(got))
+    conn.data_received(b"+OK\r\n:1\r\n")
+    assert got == [b"+OK\r\n"]
+    assert conn.closed
