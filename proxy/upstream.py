@@ -38,18 +38,9 @@ DISCARD = Discard()
 
 
 def _reply_end(buf: bytes, pos: int, size: int) -> int:
-    """reply_end with the common replies (bulk, status, integer) inline: the hot path."""
+    """reply_end for what data_received does not frame inline (bulk, status and integer
+    replies are framed there): arrays of bulk strings without the general loop."""
     kind = buf[pos]
-    if kind == 36:  # '$'
-        newline = buf.find(b"\r\n", pos)
-        if newline < 0:
-            return -1
-        length = int(buf[pos + 1 : newline])
-        end = newline + 4 + length if length >= 0 else newline + 2
-        return end if end <= size else -1
-    if kind == 43 or kind == 58:  # '+' ':'
-        newline = buf.find(b"\r\n", pos)
-        return newline + 2 if newline >= 0 else -1
     if kind == 42:  # '*': arrays of bulk strings (MGET, LRANGE ...) without the general loop
         newline = buf.find(b"\r\n", pos)
         if newline < 0:
