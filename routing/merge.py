@@ -14,6 +14,10 @@ from routing.fanout import FanoutMerge
 from routing.plan import GET, Split, SplitKeys
 from routing.resp import array_elements, encode_array, encode_int, is_error
 
+_UNEXPECTED_SPLIT: Final = b"-ERR upstream returned an unexpected reply to a split command\r\n"
+# MGET's nil, by protocol (RESP2, RESP3): what a GET part's WRONGTYPE becomes.
+_NIL: Final = (b"$-1\r\n", b"_\r\n")
+
 
 def merge_replies(split: Split, raws: list[bytes], resp3: bool = False) -> bytes:
     """Combine one raw reply per part (same order as split.parts) into one raw reply."""
@@ -32,7 +36,7 @@ def merge_keys(split: SplitKeys, raws: list[bytes], resp3: bool = False) -> byte
             if raw[0] == 45:  # '-'
                 if not raw.startswith(b"-WRONGTYPE"):
                     return raw  # the first error, in key order, wins
-                items[index] = b"_\r\n" if resp3 else b"$-1\r\n"  # MGET's nil
+                items[index] = _NIL[resp3]  # MGET's nil
     else:
         failed = None
         for index, raw in enumerate(raws):
@@ -41,7 +45,7 @@ def merge_keys(split: SplitKeys, raws: list[bytes], resp3: bool = False) -> byte
             elif is_error(raw):
                 return raw
             else:
-                failed = b"-ERR upstream returned an unexpected reply to a split command\r\n"
+                failed = _UNEXPECTED_SPLIT
         if failed is not None:
             return failed
     return b"*%d\r\n" % len(items) + b"".join(items)
@@ -58,7 +62,7 @@ def _merge_by_key(split: Split, raws: list[bytes], resp3: bool) -> bytes:
                     items[ordinals[0]] = raw
                     continue
                 if raw.startswith(b"-WRONGTYPE"):  # MGET answers nil for a non-string
-                    items[ordinals[0]] = b"_\r\n" if resp3 else b"$-1\r\n"
+                    items[ordinals[0]] = _NIL[resp3]
                     continue
             elif raw.startswith(b"*1\r\n"):
                 items[ordinals[0]] = raw[4:]  # the common case: one key of this slot
@@ -67,7 +71,7 @@ def _merge_by_key(split: Split, raws: list[bytes], resp3: bool) -> bytes:
             return raw  # the first error, in part order, wins
         elements = array_elements(raw)
         if elements is None or len(elements) != len(ordinals):
-            failed = b"-ERR upstream returned an unexpected reply to a split command\r\n"
+            failed = _UNEXPECTED_SPLIT
             continue
         for ordinal, element in zip(ordinals, elements, strict=True):
             items[ordinal] = element
