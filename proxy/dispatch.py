@@ -15,12 +15,12 @@ from typing import Protocol
 from conf import UpstreamConfig
 from proxy.pool import UpstreamPool
 from proxy.topology import Topology
-from proxy.upstream import UpstreamConnection
+from proxy.upstream import Batch, Parts, UpstreamConnection
 from routing import replies
 from routing.merge import merge_keys, merge_replies
 from routing.plan import ANY_NODE, Split, SplitKeys
 from routing.redirect import CLUSTER_ERROR_PREFIXES, is_retryable, parse_redirect
-from routing.resp import RequestLimits, error_message, pack_command, parse_requests
+from routing.resp import Args, RequestLimits, error_message, pack_command, parse_requests
 
 _NO_SLOT_MAP = replies.NO_TOPOLOGY.encode()
 UPSTREAM_ERROR_PREFIX = b"-ERR upstream "
@@ -120,11 +120,11 @@ class KeysRequest(SplitRequest):
 class ReadBatch(SplitRequest):
     """Consecutive single-key requests from one client read, as one entry in its reply
     queue: their replies, concatenated in request order, once all are in. Sent like a
-    SplitKeys (a NodeBatch per node); `count` is how many replies it holds."""
+    SplitKeys (a Batch per node); `count` is how many replies it holds."""
 
     __slots__ = ("count", "requests", "slots")
 
-    def __init__(self, session: ReplySink, requests: list[bytes], slots: list[int]) -> None:
+    def __init__(self, session: ReplySink, requests: list[Args], slots: list[int]) -> None:
         self.session = session
         self.requests = requests
         self.slots = slots
@@ -140,39 +140,7 @@ class ReadBatch(SplitRequest):
             session.on_ready()
 
     def part_request(self, index: int) -> tuple[bytes, int]:
-        return self.requests[index], self.slots[index]
-
-
-class NodeBatch:
-    """The parts of one split request that went out together on one connection.
-
-    One waiter for all of them (the connection lists it once per part): replies come
-    back in the order the parts were sent. A part whose reply is a redirect or a
-    retryable error continues on its own as a `Part`.
-    """
-
-    __slots__ = ("dispatcher", "indices", "next", "parent")
-
-    def __init__(self, dispatcher: Dispatcher, parent: SplitRequest, indices: list[int]) -> None:
-        self.dispatcher = dispatcher
-        self.parent = parent
-        self.indices = indices
-        self.next = 0
-
-    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
-        index = self.indices[self.next]
-        self.next += 1
-        if raw[0] == 45 and raw.startswith(_RETRY_CANDIDATES):
-            packed, slot = self.parent.part_request(index)
-            request = Part(self.dispatcher, self.parent, index, packed, slot)
-            if self.dispatcher.redirect(request, raw, conn):
-                return
-        # SplitRequest.part_done, inlined: this runs once per part.
-        parent = self.parent
-        parent.raws[index] = raw
-        parent.remaining -= 1
-        if not parent.remaining:
-            parent.finish()
+        return pack_command(self.requests[index]), self.slots[index]
 
 
 class Part(Request):
@@ -218,6 +186,16 @@ class Dispatcher:
         self._loop = loop
         self._max_hops = config.max_redirects
         self._retry_budget = config.retry_timeout
+        self._part_error = self.part_error  # one bound method for every Batch
+
+    def part_error(self, parent: Parts, index: int, raw: bytes, conn: UpstreamConnection) -> bool:
+        """An error reply to part `index` of a batch: True when a redirect or a retry took
+        the part over (it then goes on as a `Part`)."""
+        if not raw.startswith(_RETRY_CANDIDATES):
+            return False
+        assert isinstance(parent, SplitRequest)
+        packed, slot = parent.part_request(index)
+        return self.redirect(Part(self, parent, index, packed, slot), raw, conn)
 
     def _read_only(self, raw: bytes) -> bool:
         """Whether the packed request is a read-only command (rare path: failures only)."""
@@ -253,37 +231,38 @@ class Dispatcher:
         slotmap = self.topology.slotmap
         owners = slotmap.owners if slotmap is not None else None
         by_node: dict[str | None, list[int]] = {}
+        packed: dict[str | None, list[bytes]] = {}
         for index, slot in enumerate(slots):
             addr = owners[slot] if owners is not None else None
             indices = by_node.get(addr)
             if indices is None:
                 by_node[addr] = [index]
+                packed[addr] = [requests[index]]
             else:
                 indices.append(index)
-        self.send_parts(parent, requests, slots, by_node, resp3)
+                packed[addr].append(requests[index])
+        self.send_parts(parent, by_node, packed, resp3)
 
     def send_parts(
         self,
         parent: SplitRequest,
-        requests: list[bytes],
-        slots: list[int],
         by_node: Mapping[str | None, list[int]],
+        packed: Mapping[str | None, list[bytes]],
         resp3: bool,
     ) -> None:
-        """Send the parts of `parent` (packed `requests`, bound for `slots`), grouped by
-        the node that owns them: one write and one NodeBatch waiter per node."""
+        """Send the parts of `parent` grouped by the node that owns them (`by_node`: the
+        part indices; `packed`: their requests, in pieces that join into one write): one
+        write and one Batch waiter per node."""
         first = self.pool.first[resp3]
         for addr, indices in by_node.items():
             conn = first.get(addr) if addr is not None else None
             if conn is None or conn.closed:  # no live connection (or owner) yet: one by one
                 for index in indices:
-                    self.send(Part(self, parent, index, requests[index], slots[index]))
+                    self.send(Part(self, parent, index, *parent.part_request(index)))
                 continue
-            if len(indices) == 1:
-                raw = requests[indices[0]]
-            else:
-                raw = b"".join([requests[i] for i in indices])
-            conn.send_many(raw, NodeBatch(self, parent, indices), len(indices))
+            pieces = packed[addr]
+            raw = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            conn.send_batch(raw, Batch(parent, indices, self._part_error))
 
     def send(self, request: Request) -> None:
         slotmap = self.topology.slotmap

@@ -80,30 +80,33 @@ class RequestReader:
             except hiredis.ProtocolError:
                 if fresh:
                     self._retain(data)
+                self._since_clean += len(out)
                 return out + self._exact_error()
-            if request is False:
-                if fresh:
-                    self._retain(data)
-                self._partial = True
-                return out + self._check_partial()
             if type(request) is list and request:
                 for arg in request:
                     if type(arg) is not bytes:
                         break
                 else:
                     out.append(request)
-                    self._since_clean += 1
+                    # Only right after a whole request does "no data left" mean a boundary.
                     if not reader.has_data():
                         self._clean()
                         return out
                     continue
-            if request is None or request == []:  # "*-1" / "*0": empty, ignored
+            elif request is False:
+                if fresh:
+                    self._retain(data)
+                self._partial = True
+                self._since_clean += len(out)
+                return out + self._check_partial()
+            elif request is None or request == []:  # "*-1" / "*0": empty, ignored
                 if not reader.has_data():
                     self._clean()
                     return out
                 continue
             if fresh:
                 self._retain(data)
+            self._since_clean += len(out)
             return out + self._exact_error()
 
     def _retain(self, data: bytes) -> None:

@@ -24,7 +24,7 @@ from proxy.pipe import Pipe
 from routing import replies
 from routing.fanout import Special
 from routing.plan import ANY_NODE, Local, Reply, Split, SplitKeys
-from routing.resp import Args, encode_error, pack_command
+from routing.resp import _BULK_HEADERS, Args, encode_error, pack_command
 from routing.slots import key_hash_slot
 
 if TYPE_CHECKING:
@@ -226,9 +226,11 @@ class ClientSession(asyncio.Protocol):
         slotmap = topology.slotmap
         owners = slotmap.owners if slotmap is not None else None
         detour = self.detour
-        raws: list[bytes] = []
+        headers = _BULK_HEADERS
+        batch: list[Args] = []
         slots: list[int] = []
         by_node: dict[str | None, list[int]] = {}
+        packed: dict[str | None, list[bytes]] = {}
         for args in requests:
             if not detour and owners is not None:
                 route = direct.get(args[0])
@@ -241,33 +243,58 @@ class ClientSession(asyncio.Protocol):
                         slot = key_hash_slot(key) if 123 in key else crc_hqx(key, 0) & 16383
                         addr = owners[slot]
                         if addr is not None:
-                            indices = by_node.get(addr)
-                            if indices is None:
-                                by_node[addr] = [len(raws)]
+                            pieces = packed.get(addr)
+                            if pieces is None:
+                                by_node[addr] = [len(batch)]
+                                pieces = packed[addr] = []
                             else:
-                                indices.append(len(raws))
-                            raws.append(pack_command(args))
+                                by_node[addr].append(len(batch))
+                            # pack_command, inlined into this node's pieces for the common
+                            # two and three argument requests: one join per node, later.
+                            try:
+                                if argc == 2:
+                                    name = args[0]
+                                    pieces += (
+                                        b"*2\r\n", headers[len(name)], name, b"\r\n",
+                                        headers[len(key)], key, b"\r\n",
+                                    )  # fmt: skip
+                                elif argc == 3:
+                                    name, first, second = args
+                                    pieces += (
+                                        b"*3\r\n", headers[len(name)], name, b"\r\n",
+                                        headers[len(first)], first, b"\r\n",
+                                        headers[len(second)], second, b"\r\n",
+                                    )  # fmt: skip
+                                else:
+                                    pieces.append(pack_command(args))
+                            except IndexError:  # an argument of 4 KB or more
+                                pieces.append(pack_command(args))
+                            batch.append(args)
                             slots.append(slot)
                             continue
-            if raws:
-                self._send_batch(raws, slots, by_node)
-                raws, slots, by_node = [], [], {}
+            if batch:
+                self._send_batch(batch, slots, by_node, packed)
+                batch, slots, by_node, packed = [], [], {}, {}
             self.handle(args)
             if self._closing:
                 return
             detour = self.detour  # MULTI, SUBSCRIBE, AUTH ... may have changed it
             slotmap = topology.slotmap
             owners = slotmap.owners if slotmap is not None else None
-        if raws:
-            self._send_batch(raws, slots, by_node)
+        if batch:
+            self._send_batch(batch, slots, by_node, packed)
 
     def _send_batch(
-        self, raws: list[bytes], slots: list[int], by_node: dict[str | None, list[int]]
+        self,
+        batch: list[Args],
+        slots: list[int],
+        by_node: dict[str | None, list[int]],
+        packed: dict[str | None, list[bytes]],
     ) -> None:
-        parent = ReadBatch(self, raws, slots)
+        parent = ReadBatch(self, batch, slots)
         self._queue.append(parent)
         self._batched += parent.count - 1
-        self._state.dispatcher.send_parts(parent, raws, slots, by_node, self.resp3)
+        self._state.dispatcher.send_parts(parent, by_node, packed, self.resp3)
 
     def handle(self, args: Args) -> None:
         """Plan one request and put its entry in the reply queue."""

@@ -11,7 +11,6 @@ import asyncio
 import socket
 from collections import deque
 from collections.abc import Callable
-from itertools import repeat
 from typing import Protocol, cast
 
 from routing import replies
@@ -35,6 +34,47 @@ class Discard:
 
 
 DISCARD = Discard()
+
+
+class Parts(Protocol):
+    """What a Batch fills: a split request or a pipelined read (proxy/dispatch.py)."""
+
+    raws: list[bytes]
+    remaining: int
+
+    def finish(self) -> None: ...
+
+
+class Batch:
+    """The waiter of several requests written back to back on one connection, one entry in
+    `pending` for all of them: reply i is part `indices[i]` of `parent`. Replies that are
+    errors go through `on_error(parent, index, raw, conn)` first, which returns True when
+    it took over the part (a redirect or a retry)."""
+
+    __slots__ = ("indices", "next", "on_error", "parent")
+
+    def __init__(
+        self,
+        parent: Parts,
+        indices: list[int],
+        on_error: Callable[[Parts, int, bytes, UpstreamConnection], bool],
+    ) -> None:
+        self.parent = parent
+        self.indices = indices
+        self.on_error = on_error
+        self.next = 0
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        """The next reply, whatever it is (data_received inlines this for the common case)."""
+        index = self.indices[self.next]
+        self.next += 1
+        if raw[0] == 45 and self.on_error(self.parent, index, raw, conn):  # '-'
+            return
+        parent = self.parent
+        parent.raws[index] = raw
+        parent.remaining -= 1
+        if not parent.remaining:
+            parent.finish()
 
 
 def _reply_end(buf: bytes, pos: int, size: int) -> int:
@@ -151,16 +191,16 @@ class UpstreamConnection(asyncio.Protocol):
         if self._flush_handle is None and self._transport is not None:
             self._flush_handle = self._loop.call_soon(self._flush)
 
-    def send_many(self, raw: bytes, waiter: Waiter, count: int) -> None:
-        """Queue `count` requests packed back to back in `raw`; each reply goes to `waiter`."""
+    def send_batch(self, raw: bytes, batch: Batch) -> None:
+        """Queue the requests packed back to back in `raw`; their replies go to `batch`."""
         if self.closed:
             reply = self._lost_reply(self._why)
-            for _ in range(count):
-                waiter.on_reply(reply, self)
+            for _ in batch.indices:
+                batch.on_reply(reply, self)
             return
         if not self.pending:
             self.last_progress = self._loop.time()
-        self.pending.extend(repeat(waiter, count))
+        self.pending.append(batch)
         self._out.append(raw)
         if self._flush_handle is None and self._transport is not None:
             self._flush_handle = self._loop.call_soon(self._flush)
@@ -251,8 +291,26 @@ class UpstreamConnection(asyncio.Protocol):
             if not pending:
                 self.abort("sent a reply nobody asked for")
                 return
-            pending.popleft().on_reply(buf[pos:end], self)
-            pos = end
+            waiter = pending[0]
+            if type(waiter) is Batch and kind != 45:  # not an error ('-')
+                # Batch.on_reply, inlined: this runs once per reply of every pipelined or
+                # split request.
+                index = waiter.next
+                indices = waiter.indices
+                waiter.next = index + 1
+                if index + 1 == len(indices):
+                    pending.popleft()
+                parent = waiter.parent
+                parent.raws[indices[index]] = buf[pos:end]
+                pos = end
+                parent.remaining -= 1
+                if not parent.remaining:
+                    parent.finish()
+            else:
+                if type(waiter) is not Batch or waiter.next + 1 == len(waiter.indices):
+                    pending.popleft()
+                waiter.on_reply(buf[pos:end], self)
+                pos = end
             if self.closed:  # a waiter gave up on this connection (failed handshake)
                 return
         self._buf = buf[pos:] if pos < size else b""
@@ -293,7 +351,12 @@ class UpstreamConnection(asyncio.Protocol):
             reply = self._lost_reply(why)
             pending, self.pending = self.pending, deque()
             while pending:
-                pending.popleft().on_reply(reply, self)
+                waiter = pending.popleft()
+                if type(waiter) is Batch:
+                    for _ in range(waiter.next, len(waiter.indices)):
+                        waiter.on_reply(reply, self)
+                else:
+                    waiter.on_reply(reply, self)
         if first and self._on_lost is not None:
             self._on_lost(self, why)
 
