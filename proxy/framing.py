@@ -90,7 +90,8 @@ class RequestReader:
                     out.append(request)
                     # Only right after a whole request does "no data left" mean a boundary.
                     if not reader.has_data():
-                        self._clean()
+                        if not fresh:
+                            self._clean()
                         return out
                     continue
             elif request is False:

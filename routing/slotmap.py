@@ -28,12 +28,12 @@ def _same(addr: str) -> str:
 class SlotMap:
     """Slot -> primary address ("host:port"), plus the shards with their replicas."""
 
-    __slots__ = ("_owners", "shards")
+    __slots__ = ("owners", "shards")
 
     def __init__(self, owners: Sequence[str | None], shards: Sequence[Shard]) -> None:
         if len(owners) != SLOT_COUNT:
             raise ValueError("a slot map has exactly 16384 entries")
-        self._owners: tuple[str | None, ...] = tuple(owners)
+        self.owners: tuple[str | None, ...] = tuple(owners)
         self.shards: tuple[Shard, ...] = tuple(shards)
 
     @classmethod
@@ -114,11 +114,7 @@ class SlotMap:
         return cls(owners, shards)
 
     def node_for_slot(self, slot: int) -> str | None:
-        return self._owners[slot]
-
-    @property
-    def owners(self) -> tuple[str | None, ...]:
-        return self._owners
+        return self.owners[slot]
 
     @property
     def primaries(self) -> tuple[str, ...]:
@@ -131,13 +127,13 @@ class SlotMap:
 
     def covered(self) -> int:
         """How many slots have an owner."""
-        return SLOT_COUNT - self._owners.count(None)
+        return SLOT_COUNT - self.owners.count(None)
 
     def with_moved(self, slot: int, addr: str) -> "SlotMap":
         """A new map where `slot` belongs to `addr` (what a MOVED reply says)."""
-        if self._owners[slot] == addr:
+        if self.owners[slot] == addr:
             return self
-        owners = list(self._owners)
+        owners = list(self.owners)
         owners[slot] = addr
         shards = list(self.shards)
         if addr not in self.primaries:
@@ -152,7 +148,7 @@ class SlotMap:
         ]
 
     def same_layout(self, other: "SlotMap") -> bool:
-        return self._owners == other._owners and self.shards == other.shards
+        return self.owners == other.owners and self.shards == other.shards
 
 
 def _node_addr(node: object, seed_host: str, remap: AddressMap) -> str | None:
