@@ -16,6 +16,7 @@ import contextlib
 import csv
 import math
 import os
+import platform
 import resource
 import shlex
 import signal
@@ -566,6 +567,8 @@ def _header(args: argparse.Namespace, runner: Runner, workloads: Sequence[Worklo
         f"{rounds} round(s), targets alternating, {length}; medians over rounds;"
         f" workers {args.workers}; {os.cpu_count()} CPUs",
         "command: " + shlex.join([_shown_path(sys.executable), *sys.argv]),
+        # The interpreter's build moves the proxy's CPU per request by ~20% (README).
+        f"python: {platform.python_version()} ({os.path.realpath(sys.executable)})",
         "redis-benchmark command lines (N calibrated per workload and target):",
     ]
     for w in workloads:
