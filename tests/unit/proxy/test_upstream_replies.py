@@ -47,13 +47,17 @@ def _deliver(loop: asyncio.AbstractEventLoop, replies: list[bytes], cuts: list[i
     got: list[bytes] = []
     for _ in replies:
         conn.pending.append(Collect(got))
-    stream = b"".join(replies)
+    _receive_in_pieces(conn, b"".join(replies), cuts)
+    return got
+
+
+def _receive_in_pieces(conn: UpstreamConnection, stream: bytes, cuts: list[int]) -> None:
+    """Feed `stream` cut at `cuts`; every reply must have found its waiter."""
     points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
     for start, end in itertools.pairwise(points):
         conn.data_received(stream[start:end])
     assert not conn.closed
     assert not conn.pending
-    return got
 
 
 @settings(max_examples=200, deadline=None)
@@ -142,12 +146,7 @@ def test_batches_and_single_waiters_get_their_replies_in_order(
                 conn.pending.append(Collect(got))
             expected.append((got, replies))
         stream += replies
-    data = b"".join(stream)
-    points = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
-    for start, end in itertools.pairwise(points):
-        conn.data_received(data[start:end])
-    assert not conn.closed
-    assert not conn.pending
+    _receive_in_pieces(conn, b"".join(stream), cuts)
     for target, replies in expected:
         if isinstance(target, Collected):
             assert target.raws == replies
