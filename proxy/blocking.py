@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 import structlog
 
 from proxy.dispatch import Request
-from proxy.upstream import UpstreamConnection
+from proxy.upstream import Failure, UpstreamConnection
 from routing import replies
 from routing.blocking import ANY_NODE, Timeout, blocking_slot, parse_timeout, rearm, restore_command
 from routing.redirect import parse_redirect
@@ -313,7 +313,7 @@ class _Op:
         self._timer = None
         link = self.link
         if link is not None and not self.upstream_replied:
-            link.conn.abort(f"blocking command timed out after {limit:g}s")
+            link.conn.abort(f"blocking command timed out after {limit:g}s", Failure.TIMEOUT)
 
     # --- the client went away --------------------------------------------------------------
 

@@ -9,18 +9,18 @@ backoff, each within a bounded budget; then the last error goes to the client as
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import Protocol
 
 from conf import UpstreamConfig
 from proxy.pool import UpstreamPool
 from proxy.topology import Topology
-from proxy.upstream import Batch, Parts, UpstreamConnection
+from proxy.upstream import Batch, Failure, Parts, UpstreamConnection
 from routing import replies
-from routing.merge import merge_keys, merge_replies
-from routing.plan import ANY_NODE, Split, SplitKeys
+from routing.plan import ANY_NODE
 from routing.redirect import CLUSTER_ERROR_PREFIXES, is_retryable, parse_redirect
-from routing.resp import Args, RequestLimits, error_message, pack_command, parse_requests
+from routing.resp import RequestLimits, pack_command, parse_requests
+from routing.route import Routed, assemble
 
 _NO_SLOT_MAP = replies.NO_TOPOLOGY.encode()
 UPSTREAM_ERROR_PREFIX = b"-ERR upstream "
@@ -69,16 +69,25 @@ class Request:
         self.session.on_ready()
 
 
-class SplitRequest:
-    """A request split by slot: it is ready when every part has answered."""
+class Fragments:
+    """The queue entry of a routed batch (routing/route.py): one reply slot per part,
+    filled as the nodes answer (Batch waiters, or Parts after a redirect); ready when every
+    part has answered, then assembled into the client's replies in request order."""
 
-    __slots__ = ("plan", "raws", "remaining", "reply", "session")
+    __slots__ = ("count", "raws", "remaining", "reply", "routed", "session")
 
-    def __init__(self, session: ReplySink, plan: Split) -> None:
+    def __init__(self, session: ReplySink, routed: Routed) -> None:
         self.session = session
-        self.plan = plan
-        self.raws: list[bytes] = [b""] * len(plan.parts)
-        self.remaining = len(plan.parts)
+        self.routed = routed
+        self.count = routed.requests_count()  # client replies this entry holds
+        raws: list[bytes] = [b""] * routed.count
+        remaining = routed.count
+        if routed.filled is not None:
+            for index, raw in routed.filled:
+                raws[index] = raw
+            remaining -= len(routed.filled)
+        self.raws = raws
+        self.remaining = remaining
         self.reply: bytes | None = None
 
     def part_done(self, index: int, raw: bytes) -> None:
@@ -88,66 +97,17 @@ class SplitRequest:
             self.finish()
 
     def finish(self) -> None:
-        self.reply = merge_replies(self.plan, self.raws, self.session.resp3)
-        self.session.on_ready()
-
-    def part_request(self, index: int) -> tuple[bytes, int]:
-        """Part `index` as sent (packed) and its slot: for a part that must go again."""
-        part = self.plan.parts[index]
-        return pack_command(part.args), part.slot
-
-
-class KeysRequest(SplitRequest):
-    """A SplitKeys request: part i is key i alone."""
-
-    __slots__ = ("keys_plan",)
-
-    def __init__(self, session: ReplySink, plan: SplitKeys) -> None:
-        self.session = session
-        self.keys_plan = plan
-        self.raws = [b""] * len(plan.slots)
-        self.remaining = len(plan.slots)
-        self.reply = None
-
-    def finish(self) -> None:
-        self.reply = merge_keys(self.keys_plan, self.raws, self.session.resp3)
-        self.session.on_ready()
-
-    def part_request(self, index: int) -> tuple[bytes, int]:
-        return self.keys_plan.requests[index], self.keys_plan.slots[index]
-
-
-class ReadBatch(SplitRequest):
-    """Consecutive single-key requests from one client read, as one entry in its reply
-    queue: their replies, concatenated in request order, once all are in. Sent like a
-    SplitKeys (a Batch per node); `count` is how many replies it holds."""
-
-    __slots__ = ("count", "requests", "slots")
-
-    def __init__(self, session: ReplySink, requests: list[Args], slots: list[int]) -> None:
-        self.session = session
-        self.requests = requests
-        self.slots = slots
-        self.count = len(slots)
-        self.raws = [b""] * self.count
-        self.remaining = self.count
-        self.reply = None
-
-    def finish(self) -> None:
-        self.reply = b"".join(self.raws)
+        self.reply = assemble(self.routed, self.raws, self.session.resp3)
         session = self.session
         if not session.flush_scheduled:
             session.on_ready()
-
-    def part_request(self, index: int) -> tuple[bytes, int]:
-        return pack_command(self.requests[index]), self.slots[index]
 
 
 class Part(Request):
     __slots__ = ("index", "parent")
 
     def __init__(
-        self, dispatcher: Dispatcher, parent: SplitRequest, index: int, raw: bytes, slot: int
+        self, dispatcher: Dispatcher, parent: Fragments, index: int, raw: bytes, slot: int
     ) -> None:
         # Request.__init__ written out: one call less per part.
         self.dispatcher = dispatcher
@@ -193,8 +153,8 @@ class Dispatcher:
         the part over (it then goes on as a `Part`)."""
         if not raw.startswith(_RETRY_CANDIDATES):
             return False
-        assert isinstance(parent, SplitRequest)
-        packed, slot = parent.part_request(index)
+        assert isinstance(parent, Fragments)
+        packed, slot = parent.routed.part(index, self.topology.router)
         return self.redirect(Part(self, parent, index, packed, slot), raw, conn)
 
     def _read_only(self, raw: bytes) -> bool:
@@ -204,65 +164,53 @@ class Dispatcher:
         return spec is not None and b"readonly" in spec.flags
 
     def forward(self, session: ReplySink, args: list[bytes], slot: int) -> Request:
+        """One request to the owner of `slot` (features that bypass route_batch)."""
         request = Request(self, session, pack_command(args), slot)
-        targets = self.topology.read_targets
-        if targets is not None and slot != ANY_NODE and args[0] in self.topology.router.reads:
-            addr = targets[slot].pick(self.pool)  # upstream.read_from
-            if addr is not None:
-                self.pool.get(addr, session.resp3).send(request.raw, request)
-                return request
         self.send(request)
         return request
 
-    def split(self, session: ReplySink, plan: Split) -> SplitRequest:
-        parent = SplitRequest(session, plan)
-        requests = [pack_command(part.args) for part in plan.parts]
-        self._send_split(parent, requests, [part.slot for part in plan.parts], session.resp3)
-        return parent
-
-    def split_keys(self, session: ReplySink, plan: SplitKeys) -> KeysRequest:
-        parent = KeysRequest(session, plan)
-        self._send_split(parent, plan.requests, plan.slots, session.resp3)
-        return parent
-
-    def _send_split(
-        self, parent: SplitRequest, requests: list[bytes], slots: list[int], resp3: bool
+    def execute(
+        self, session: ReplySink, routed: Routed, enqueue: Callable[[Request | Fragments], None]
     ) -> None:
-        slotmap = self.topology.slotmap
-        owners = slotmap.owners if slotmap is not None else None
-        by_node: dict[str | None, list[int]] = {}
-        packed: dict[str | None, list[bytes]] = {}
-        for index, slot in enumerate(slots):
-            addr = owners[slot] if owners is not None else None
-            indices = by_node.get(addr)
-            if indices is None:
-                by_node[addr] = [index]
-                packed[addr] = [requests[index]]
-            else:
-                indices.append(index)
-                packed[addr].append(requests[index])
-        self.send_parts(parent, by_node, packed, resp3)
-
-    def send_parts(
-        self,
-        parent: SplitRequest,
-        by_node: Mapping[str | None, list[int]],
-        packed: Mapping[str | None, list[bytes]],
-        resp3: bool,
-    ) -> None:
-        """Send the parts of `parent` grouped by the node that owns them (`by_node`: the
-        part indices; `packed`: their requests, in pieces that join into one write): one
-        write and one Batch waiter per node."""
-        first = self.pool.first[resp3]
-        for addr, indices in by_node.items():
-            conn = first.get(addr) if addr is not None else None
+        """Send what route_batch decided. The entry that collects the replies is queued
+        (`enqueue`) before anything is sent: a reply may come back at once (a closed
+        connection, no slot map)."""
+        nodes = routed.nodes
+        first = self.pool.first[session.resp3]
+        if routed.count == 1 and routed.filled is None and routed.layout is None:
+            # One request (request/response clients): a plain Request is its own waiter.
+            for node, pieces in routed.pieces.items():
+                raw = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                request = Request(self, session, raw, routed.slot)
+                enqueue(request)
+                conn = first.get(node) if node is not None else None
+                if conn is None or conn.closed:
+                    self.send_to(request, node)
+                else:
+                    conn.send(raw, request)
+                return
+        parent = Fragments(session, routed)
+        enqueue(parent)
+        for node, indices in nodes.items():
+            conn = first.get(node) if node is not None else None
             if conn is None or conn.closed:  # no live connection (or owner) yet: one by one
+                router = self.topology.router
                 for index in indices:
-                    self.send(Part(self, parent, index, *parent.part_request(index)))
+                    packed, slot = routed.part(index, router)
+                    self.send_to(Part(self, parent, index, packed, slot), node)
                 continue
-            pieces = packed[addr]
+            pieces = routed.pieces[node]
             raw = pieces[0] if len(pieces) == 1 else b"".join(pieces)
             conn.send_batch(raw, Batch(parent, indices, self._part_error))
+        if not parent.remaining and parent.reply is None:  # every part answered here
+            parent.finish()
+
+    def send_to(self, request: Request, node: str | None) -> None:
+        """Send to the node route_batch chose; a missing owner gets the dispatcher's error."""
+        if node is None:
+            self.send(request)
+        else:
+            self.pool.get(node, request.session.resp3).send(request.raw, request)
 
     def send(self, request: Request) -> None:
         slotmap = self.topology.slotmap
@@ -301,7 +249,7 @@ class Dispatcher:
             # that may have been applied gets the error.
             if conn.established and not self._read_only(request.raw):
                 return False
-            if "timed out after" in error_message(raw):
+            if conn.failure is Failure.TIMEOUT:
                 return False  # command_timeout already spent: do not pay it twice
         elif not is_retryable(raw):
             return False

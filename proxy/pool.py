@@ -14,7 +14,7 @@ from collections.abc import Callable
 import structlog
 
 from conf import UpstreamConfig
-from proxy.upstream import DISCARD, UpstreamConnection
+from proxy.upstream import DISCARD, Failure, UpstreamConnection
 from routing.resp import is_error, pack_command
 from routing.slotmap import parse_addr
 
@@ -36,7 +36,7 @@ class _AuthCheck:
                 node=self.addr,
                 reply=raw[1:-2].decode(errors="replace"),
             )
-            conn.abort("authentication failed")
+            conn.abort("authentication failed", Failure.AUTH)
 
 
 class UpstreamPool:
@@ -182,7 +182,7 @@ class UpstreamPool:
         for conns in list(self._conns.values()):
             for conn in list(conns):
                 if conn.pending and now - conn.last_progress > limit:
-                    conn.abort(f"timed out after {limit:g}s")
+                    conn.abort(f"timed out after {limit:g}s", Failure.TIMEOUT)
         if not self._closed:
             self._schedule_sweep()
 

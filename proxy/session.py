@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
 
-from proxy.dispatch import ReadBatch, Request
+from proxy.dispatch import Fragments
 from proxy.framing import RequestReader
 from proxy.local import LocalCommands
 from proxy.pipe import Pipe
 from routing import replies
 from routing.fanout import Special
-from routing.plan import ANY_NODE, Local, Reply, Split, SplitKeys
-from routing.resp import _BULK_HEADERS, Args, encode_error, pack_command
-from routing.slots import key_hash_slot
+from routing.plan import Local, Plan
+from routing.resp import Args, encode_error
+from routing.route import route_batch
 
 if TYPE_CHECKING:
     from proxy.server import ServerState
@@ -37,8 +36,6 @@ log = structlog.get_logger("slotless.session")
 # A client that sends and never reads then holds at most this many replies in memory;
 # pipelines deeper than this still work, they are just read in slices.
 MAX_PENDING_REPLIES = 1024
-# Reads with at least this many requests send their single-key ones as ReadBatches.
-_BATCH_MIN = 4
 
 
 class Entry(Protocol):
@@ -80,7 +77,7 @@ class ClientSession(asyncio.Protocol):
         self.detour = False  # True: skip the hot path, every request goes through handle()
         self._closers: list[Callable[[], None]] | None = None
         self._backlog: list[Args] | None = None  # read but not yet served (backpressure)
-        self._batched = 0  # replies owed beyond one per queue entry (ReadBatch.count - 1)
+        self._batched = 0  # replies owed beyond one per queue entry (Fragments.count - 1)
         self.last_active = self._loop.time()  # last read, for limits.client_idle_timeout
         self.resp3 = False  # HELLO 3 switches this client (and its upstreams) to RESP3
         self.id = state.next_client_id()
@@ -165,139 +162,48 @@ class ClientSession(asyncio.Protocol):
 
     # --- requests -------------------------------------------------------------------------
 
-    def _handle_all(self, requests: list[Args]) -> None:
-        """The hot path: single-key commands go straight to their node's connection.
-
-        This is plan() + Dispatcher.forward() inlined for what Router.direct lists; anything
-        else, or anything unusual (wrong arity, no owner), takes the general path.
-        """
-        topology = self._state.topology
-        if len(requests) >= _BATCH_MIN and topology.read_targets is None:
-            self._handle_pipeline(requests)
-            return
-        state = self._state
-        direct = topology.router.direct
-        slotmap = topology.slotmap
-        owners = slotmap.owners if slotmap is not None else None
-        pool = state.pool
-        first = pool.first[self.resp3]
-        read_targets = topology.read_targets  # None unless upstream.read_from sends reads away
-        reads = topology.router.reads
-        dispatcher = state.dispatcher
-        queue = self._queue
-        detour = self.detour
-        for args in requests:
-            route = direct.get(args[0]) if not detour else None
-            if route is not None:
-                index, arity = route
-                addr = None
-                slot = ANY_NODE
-                if not index:
-                    addr = topology.any_primary()
-                elif owners is not None:
-                    argc = len(args)
-                    if argc == arity or (arity < 0 and argc >= -arity):
-                        key = args[index]
-                        # 123 is "{": an int membership test costs a tenth of b"{" in key.
-                        slot = key_hash_slot(key) if 123 in key else crc_hqx(key, 0) & 16383
-                        addr = owners[slot]
-                        if read_targets is not None and args[0] in reads:
-                            addr = read_targets[slot].pick(pool)
-                if addr is not None:
-                    conn = first.get(addr)
-                    if conn is None or conn.closed:
-                        conn = pool.get(addr, self.resp3)
-                    raw = pack_command(args)
-                    request = Request(dispatcher, self, raw, slot)
-                    queue.append(request)
-                    conn.send(raw, request)
-                    continue
-            self.handle(args)
-            if self._closing:
-                break
-            detour = self.detour  # MULTI, SUBSCRIBE, AUTH ... may have changed it
-            first = pool.first[self.resp3]  # HELLO 3 / RESET may have switched protocol
-
-    def _handle_pipeline(self, requests: list[Args]) -> None:
-        """_handle_all for a pipeline: each run of keyed single-key requests goes out as one
-        ReadBatch (one queue entry, one waiter per node) instead of a Request apiece."""
-        topology = self._state.topology
-        direct = topology.router.direct
-        slotmap = topology.slotmap
-        owners = slotmap.owners if slotmap is not None else None
-        detour = self.detour
-        headers = _BULK_HEADERS
-        batch: list[Args] = []
-        slots: list[int] = []
-        by_node: dict[str | None, list[int]] = {}
-        packed: dict[str | None, list[bytes]] = {}
-        for args in requests:
-            if not detour and owners is not None:
-                route = direct.get(args[0])
-                if route is not None:
-                    index, arity = route
-                    argc = len(args)
-                    if index and (argc == arity or (arity < 0 and argc >= -arity)):
-                        key = args[index]
-                        # 123 is "{": an int membership test costs a tenth of b"{" in key.
-                        slot = key_hash_slot(key) if 123 in key else crc_hqx(key, 0) & 16383
-                        addr = owners[slot]
-                        if addr is not None:
-                            pieces = packed.get(addr)
-                            if pieces is None:
-                                by_node[addr] = [len(batch)]
-                                pieces = packed[addr] = []
-                            else:
-                                by_node[addr].append(len(batch))
-                            # pack_command, inlined into this node's pieces for the common
-                            # two and three argument requests: one join per node, later.
-                            try:
-                                if argc == 2:
-                                    name = args[0]
-                                    pieces += (
-                                        b"*2\r\n", headers[len(name)], name, b"\r\n",
-                                        headers[len(key)], key, b"\r\n",
-                                    )  # fmt: skip
-                                elif argc == 3:
-                                    name, first, second = args
-                                    pieces += (
-                                        b"*3\r\n", headers[len(name)], name, b"\r\n",
-                                        headers[len(first)], first, b"\r\n",
-                                        headers[len(second)], second, b"\r\n",
-                                    )  # fmt: skip
-                                else:
-                                    pieces.append(pack_command(args))
-                            except IndexError:  # an argument of 4 KB or more
-                                pieces.append(pack_command(args))
-                            batch.append(args)
-                            slots.append(slot)
-                            continue
-            if batch:
-                self._send_batch(batch, slots, by_node, packed)
-                batch, slots, by_node, packed = [], [], {}, {}
-            self.handle(args)
+    def _handle_all(self, requests: list[Args], features: bool = True) -> None:
+        """Serve the requests of one read, in order: each run that route_batch routes goes
+        out as one queue entry; a request that needs this session's state is served here.
+        `features`: False when handle() has shown the request to the features already."""
+        start = 0
+        count = len(requests)
+        while start < count:
+            if features and self.detour:  # MULTI, SUBSCRIBE, AUTH ...: features see each
+                self.handle(requests[start])
+                start += 1
+            else:
+                topology = self._state.topology
+                slotmap = topology.slotmap
+                routed = route_batch(
+                    requests,
+                    start,
+                    topology.router,
+                    slotmap.owners if slotmap is not None else None,
+                    topology.any_primary,
+                    topology.read_node,
+                )
+                stop = routed.stop
+                if stop > start:
+                    self._batched += stop - start - 1
+                    self._state.dispatcher.execute(self, routed, self._queue.append)
+                start = stop
+                if routed.plan is not None:
+                    self._serve_plan(routed.plan, requests[stop])
+                    start += 1
             if self._closing:
                 return
-            detour = self.detour  # MULTI, SUBSCRIBE, AUTH ... may have changed it
-            slotmap = topology.slotmap
-            owners = slotmap.owners if slotmap is not None else None
-        if batch:
-            self._send_batch(batch, slots, by_node, packed)
 
-    def _send_batch(
-        self,
-        batch: list[Args],
-        slots: list[int],
-        by_node: dict[str | None, list[int]],
-        packed: dict[str | None, list[bytes]],
-    ) -> None:
-        parent = ReadBatch(self, batch, slots)
-        self._queue.append(parent)
-        self._batched += parent.count - 1
-        self._state.dispatcher.send_parts(parent, by_node, packed, self.resp3)
+    def _serve_plan(self, plan: Plan, args: Args) -> None:
+        """What route_batch leaves to the session: fan-outs and per-connection state."""
+        if isinstance(plan, Special):
+            self._queue.append(self._state.fanout.start(self, args, plan))
+        else:
+            assert isinstance(plan, Local)
+            self.local.handle(plan.name, args)
 
     def handle(self, args: Args) -> None:
-        """Plan one request and put its entry in the reply queue."""
+        """Serve one request: the features first (when active), then the router."""
         if self.detour:
             # Authentication comes first, pipe or not (proxy/auth.py answers through it).
             if self.acl is not None and self.acl.intercept(args):
@@ -309,21 +215,7 @@ class ClientSession(asyncio.Protocol):
                 return
             if self.pubsub is not None and self.pubsub.intercept(args):
                 return
-        plan = self._state.topology.router.plan(args)
-        kind = type(plan)
-        if kind is int:
-            self._queue.append(self._state.dispatcher.forward(self, args, plan))  # type: ignore[arg-type]
-        elif kind is Reply:
-            self.reply(plan.raw)  # type: ignore[union-attr]
-        elif kind is SplitKeys:
-            self._queue.append(self._state.dispatcher.split_keys(self, plan))  # type: ignore[arg-type]
-        elif kind is Split:
-            self._queue.append(self._state.dispatcher.split(self, plan))  # type: ignore[arg-type]
-        elif isinstance(plan, Special):
-            self._queue.append(self._state.fanout.start(self, args, plan))
-        else:
-            assert isinstance(plan, Local)
-            self.local.handle(plan.name, args)
+        self._handle_all([args], features=False)
 
     def reply(self, raw: bytes) -> None:
         """Queue a reply produced here, after every reply already owed."""
@@ -367,7 +259,7 @@ class ClientSession(asyncio.Protocol):
             reply = head.reply
             if reply is not None and self.pipe is None and not self._closing:
                 queue.popleft()
-                if type(head) is ReadBatch:
+                if type(head) is Fragments:
                     self._batched -= head.count - 1
                 self._transport.write(reply)  # type: ignore[union-attr]
                 return
@@ -394,7 +286,7 @@ class ClientSession(asyncio.Protocol):
                 break
             out.append(reply)
             queue.popleft()
-            if type(head) is ReadBatch:
+            if type(head) is Fragments:
                 self._batched -= head.count - 1
         if out:
             transport.write(out[0] if len(out) == 1 else b"".join(out))

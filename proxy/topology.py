@@ -8,6 +8,7 @@ Refreshes run periodically, after MOVED (rate-limited) and when a node connectio
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from importlib import resources
 
 import structlog
@@ -94,6 +95,8 @@ class Topology:
         self._primaries: tuple[str, ...] = self.slotmap.primaries if self.slotmap else ()
         # Per slot, where reads go (upstream.read_from); None: reads go to the primary.
         self.read_targets: tuple[ReadTargets, ...] | None = None
+        # route_batch's read_node: set while read_targets is.
+        self.read_node: Callable[[int], str | None] | None = None
         self._next_primary = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -117,6 +120,7 @@ class Topology:
         read_from = self._upstream.read_from
         if read_from == "primary" or self.mode != "cluster":
             self.read_targets = None
+            self.read_node = None
             return
         targets: list[ReadTargets | None] = [None] * 16384
         for shard in slotmap.shards:
@@ -128,6 +132,12 @@ class Topology:
             for start, end in shard.ranges:
                 targets[start : end + 1] = [choice] * (end - start + 1)
         self.read_targets = tuple(t or _UNSERVED for t in targets)
+        self.read_node = self._read_node
+
+    def _read_node(self, slot: int) -> str | None:
+        """Where a single-key read of `slot` goes (upstream.read_from)."""
+        assert self.read_targets is not None
+        return self.read_targets[slot].pick(self._pool)
 
     def remap(self, addr: str) -> str:
         """The reachable address of a node the cluster announced as `addr` (address_map)."""

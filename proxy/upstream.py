@@ -1,20 +1,22 @@
 """One pipelined connection to a Redis node, shared by many client requests.
 
 Requests are queued with a waiter and written once per loop iteration; replies are cut
-from the byte stream with `reply_end` and handed to the waiters in FIFO order, as raw
-bytes. On loss, every waiter gets an error reply naming the node. No retries here.
+from the byte stream by `routing.route.frame_replies` and handed to the waiters in FIFO
+order, as raw bytes. On loss, every waiter gets an error reply naming the node. No retries here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import socket
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol, cast
 
 from routing import replies
-from routing.resp import ReplyProtocolError, pack_command, reply_end
+from routing.resp import pack_command
+from routing.route import frame_replies
 from routing.slotmap import parse_addr
 
 
@@ -22,6 +24,17 @@ class Waiter(Protocol):
     """Receives exactly one raw reply (or an error reply) for one request."""
 
     def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None: ...
+
+
+class Failure(enum.Enum):
+    """Why a connection failed, as a value (dispatch decides on it, never on the text)."""
+
+    CLOSED = "closed"
+    CONNECT = "connect"  # never came up
+    LOST = "lost"
+    TIMEOUT = "timeout"  # a request waited longer than upstream.command_timeout
+    INVALID_REPLY = "invalid_reply"
+    AUTH = "auth"
 
 
 class Discard:
@@ -77,32 +90,6 @@ class Batch:
             parent.finish()
 
 
-def _reply_end(buf: bytes, pos: int, size: int) -> int:
-    """reply_end for what data_received does not frame inline (bulk, status and integer
-    replies are framed there): arrays of bulk strings without the general loop."""
-    kind = buf[pos]
-    if kind == 42:  # '*': arrays of bulk strings (MGET, LRANGE ...) without the general loop
-        newline = buf.find(b"\r\n", pos)
-        if newline < 0:
-            return -1
-        end = newline + 2
-        for _ in range(int(buf[pos + 1 : newline])):
-            if end >= size:
-                return -1
-            if buf[end] != 36:
-                return reply_end(buf, pos)
-            newline = buf.find(b"\r\n", end)
-            if newline < 0:
-                return -1
-            length = int(buf[end + 1 : newline])
-            end = newline + 4 + length if length >= 0 else newline + 2
-        return end if end <= size else -1
-    return reply_end(buf, pos)
-
-
-# Bulk reply headers ("$64") to their lengths: a dict lookup is cheaper than int() of a slice.
-_BULK_LENGTHS: dict[bytes, int] = {b"$%d" % n: n for n in range(-1, 4096)}
-
 # A bulk reply larger than this that is still incomplete is collected in pieces: adding each
 # read to one growing buffer would copy a 100 MB value thousands of times over.
 _COLLECT_MIN = 64 * 1024
@@ -143,6 +130,7 @@ class UpstreamConnection(asyncio.Protocol):
         "addr",
         "closed",
         "established",
+        "failure",
         "host",
         "last_progress",
         "pending",
@@ -175,6 +163,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.established = False
         self._why = "connection closed"
+        self.failure: Failure | None = None  # set once, when the connection fails
         self.last_progress = loop.time()
 
     # --- sending -------------------------------------------------------------------------
@@ -246,53 +235,16 @@ class UpstreamConnection(asyncio.Protocol):
             self._need = 0
         else:
             buf = self._buf + data if self._buf else data
+        ends: list[int] = []
+        need, error = frame_replies(buf, ends)
         pending = self.pending
-        find = buf.find
-        lengths = _BULK_LENGTHS
         pos = 0
-        size = len(buf)
-        while pos < size:
-            # The common replies (bulk, status, integer) framed inline: this loop runs once
-            # per reply, so a function call here costs more than the framing.
-            kind = buf[pos]
-            if kind == 36:  # '$'
-                newline = find(b"\r\n", pos)
-                if newline < 0:
-                    break
-                length = lengths.get(buf[pos:newline])
-                if length is None:
-                    try:
-                        length = int(buf[pos + 1 : newline])
-                    except ValueError as exc:
-                        self.abort(f"sent an invalid reply ({exc})")
-                        return
-                end = newline + 4 + length if length >= 0 else newline + 2
-                if end > size:
-                    if end - pos > _COLLECT_MIN:  # collect the pieces, join them once
-                        self._chunks = [buf[pos:]]
-                        self._need = end - pos
-                        self._have = size - pos
-                        self._buf = b""
-                        self.last_progress = self._loop.time()
-                        return
-                    break
-            elif kind == 43 or kind == 58:  # '+' ':'
-                end = find(b"\r\n", pos) + 2
-                if end < 2:
-                    break
-            else:
-                try:
-                    end = _reply_end(buf, pos, size)
-                except (ReplyProtocolError, ValueError) as exc:
-                    self.abort(f"sent an invalid reply ({exc})")
-                    return
-                if end < 0:
-                    break
+        for end in ends:
             if not pending:
                 self.abort("sent a reply nobody asked for")
                 return
             waiter = pending[0]
-            if type(waiter) is Batch and kind != 45:  # not an error ('-')
+            if type(waiter) is Batch and buf[pos] != 45:  # not an error ('-')
                 # Batch.on_reply, inlined: this runs once per reply of every pipelined or
                 # split request.
                 index = waiter.next
@@ -311,38 +263,49 @@ class UpstreamConnection(asyncio.Protocol):
                     pending.popleft()
                 waiter.on_reply(buf[pos:end], self)
                 pos = end
-            if self.closed:  # a waiter gave up on this connection (failed handshake)
-                return
-        self._buf = buf[pos:] if pos < size else b""
+                if self.closed:  # a waiter gave up on this connection (failed handshake)
+                    return
+        if error is not None:
+            self.abort(f"sent an invalid reply ({error})", Failure.INVALID_REPLY)
+            return
+        size = len(buf)
+        if need > _COLLECT_MIN:  # a large bulk reply is still arriving: collect its pieces
+            self._chunks = [buf[pos:] if pos else buf]
+            self._need = need
+            self._have = size - pos
+            self._buf = b""
+        else:
+            self._buf = buf[pos:] if pos < size else b""
         self.last_progress = self._loop.time()
 
     def eof_received(self) -> bool:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail("connection lost" if exc is None else f"connection lost ({exc})")
+        self._fail("connection lost" if exc is None else f"connection lost ({exc})", Failure.LOST)
 
     # --- failure -------------------------------------------------------------------------
 
-    def abort(self, why: str) -> None:
+    def abort(self, why: str, failure: Failure = Failure.LOST) -> None:
         """Give up on this connection: waiters get an error, the socket is dropped."""
         if self._transport is not None:
             self._transport.abort()
-        self._fail(why)
+        self._fail(why, failure)
 
     def connect_failed(self, why: str) -> None:
-        self._fail(why)
+        self._fail(why, Failure.CONNECT)
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
-        self._fail("connection closed")
+        self._fail("connection closed", Failure.CLOSED)
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, why: str, failure: Failure) -> None:
         first = not self.closed
         self.closed = True
         if first:
             self._why = why
+            self.failure = failure
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None

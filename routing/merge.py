@@ -6,74 +6,49 @@ first one, in key order), as Envoy's FragmentedRequest::onChildFailure does, exc
 the response_policy tip says otherwise (one_succeeded).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from routing import replies
 from routing.fanout import FanoutMerge
-from routing.plan import GET, Split, SplitKeys
+from routing.plan import Split
 from routing.resp import array_elements, encode_array, encode_int, is_error
 
-_UNEXPECTED_SPLIT: Final = b"-ERR upstream returned an unexpected reply to a split command\r\n"
+_UNEXPECTED_SPLIT: Final = replies.UNEXPECTED_SPLIT.encode()
 # MGET's nil, by protocol (RESP2, RESP3): what a GET part's WRONGTYPE becomes.
 _NIL: Final = (b"$-1\r\n", b"_\r\n")
 
 
-def merge_replies(split: Split, raws: list[bytes], resp3: bool = False) -> bytes:
-    """Combine one raw reply per part (same order as split.parts) into one raw reply."""
+def merge_split(split: Split, raws: Sequence[bytes], resp3: bool = False) -> bytes:
+    """Combine one raw reply per part (in the order of split.requests) into one raw reply."""
     if split.merge != "by_key":
-        return merge_fanout(split.merge, raws)  # agg_sum, all_succeeded: the same merges
-    return _merge_by_key(split, raws, resp3)
-
-
-def merge_keys(split: SplitKeys, raws: list[bytes], resp3: bool = False) -> bytes:
-    """merge_replies for a SplitKeys: raws[i] answers key i alone."""
-    if split.merge != "by_key":
-        return merge_fanout(split.merge, raws)
-    items = raws[:]
-    if split.as_get:
-        for index, raw in enumerate(raws):
-            if raw[0] == 45:  # '-'
-                if not raw.startswith(b"-WRONGTYPE"):
-                    return raw  # the first error, in key order, wins
-                items[index] = _NIL[resp3]  # MGET's nil
-    else:
-        failed = None
-        for index, raw in enumerate(raws):
-            if raw.startswith(b"*1\r\n"):
-                items[index] = raw[4:]
-            elif is_error(raw):
-                return raw
-            else:
-                failed = _UNEXPECTED_SPLIT
-        if failed is not None:
-            return failed
-    return b"*%d\r\n" % len(items) + b"".join(items)
-
-
-def _merge_by_key(split: Split, raws: list[bytes], resp3: bool) -> bytes:
+        return merge_fanout(split.merge, list(raws))  # agg_sum, all_succeeded: the same merges
+    ordinals = split.ordinals
+    as_get = split.as_get
     items: list[bytes] = [b""] * split.key_count
     failed = None
-    for part, raw in zip(split.parts, raws, strict=True):
-        ordinals = part.ordinals
-        if len(ordinals) == 1:
-            if part.args[0] is GET:  # MGET's one-key part, sent as GET
+    for index, raw in enumerate(raws):
+        keys = ordinals[index] if ordinals is not None else None
+        if keys is None or len(keys) == 1:
+            ordinal = index if keys is None else keys[0]
+            if as_get:  # MGET's one-key part, sent as GET: a bulk reply
                 if raw[0] != 45:  # '-'
-                    items[ordinals[0]] = raw
+                    items[ordinal] = raw
                     continue
                 if raw.startswith(b"-WRONGTYPE"):  # MGET answers nil for a non-string
-                    items[ordinals[0]] = _NIL[resp3]
+                    items[ordinal] = _NIL[resp3]
                     continue
-            elif raw.startswith(b"*1\r\n"):
-                items[ordinals[0]] = raw[4:]  # the common case: one key of this slot
+                return raw  # the first error, in part order, wins
+            if raw.startswith(b"*1\r\n"):
+                items[ordinal] = raw[4:]  # the common case: one key of this slot
                 continue
         if is_error(raw):
-            return raw  # the first error, in part order, wins
-        elements = array_elements(raw)
-        if elements is None or len(elements) != len(ordinals):
+            return raw
+        elements = array_elements(raw) if keys is not None else None
+        if elements is None or keys is None or len(elements) != len(keys):
             failed = _UNEXPECTED_SPLIT
             continue
-        for ordinal, element in zip(ordinals, elements, strict=True):
+        for ordinal, element in zip(keys, elements, strict=True):
             items[ordinal] = element
     if failed is not None:
         return failed

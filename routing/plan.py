@@ -3,13 +3,12 @@
 `Router.plan(args)` returns a value and never raises for anything a client can send:
   - an int: forward the request unchanged to the primary of that slot (ANY_NODE: any primary);
   - `Reply`: answer locally with these bytes (errors included);
-  - `Split`: send one sub-request per slot, then `merge.merge_replies`;
+  - `Split`: send one sub-request per slot, then `merge.merge_split`;
   - `Local`: the session must handle it (per-connection state: QUIT, SELECT, HELLO, ...);
   - a `Special` (`Fanout`, `Scan`, `Script`): served by proxy/fanout.py (whole keyspace).
 The int case is the hot path, so it allocates nothing.
 """
 
-from binascii import crc_hqx
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
@@ -38,44 +37,33 @@ class Local:
     name: bytes
 
 
-# Not frozen: these are built per split request, and frozen dataclasses pay for
-# object.__setattr__ in __init__. Nothing mutates them after planning.
-@dataclass(slots=True)
-class SubRequest:
-    slot: int
-    args: list[bytes]
-    ordinals: list[int]  # which keys of the original request (0-based) this part carries
-
-
-# The name MGET's one-key parts are sent under (see _split_handler); merge.py tells them
-# apart by identity.
+# The name MGET's one-key parts are sent under (see _split_handler).
 GET: Final = b"GET"
 
 MergeKind = Literal["agg_sum", "all_succeeded", "by_key"]
 
 
+# Not frozen: one is built per split request, and frozen dataclasses pay for
+# object.__setattr__ in __init__. Nothing mutates one after planning.
 @dataclass(slots=True)
 class Split:
-    parts: list[SubRequest]
-    merge: MergeKind
-    key_count: int
+    """A multi-key request split by slot (the one fragmented-request model).
 
-
-@dataclass(slots=True)
-class SplitKeys:
-    """A split where every key has a slot of its own (the usual cross-slot request).
-
-    Part i carries key i (with its value, for MSET) alone: `requests[i]`, packed, bound for
-    `slots[i]`. `as_get`: MGET's parts go as GET (see _split_handler).
+    Part i is `requests[i]` (packed), bound for `slots[i]`, and carries the keys
+    `ordinals[i]` of the original request, in request order; `ordinals` is None in the usual
+    cross-slot case where part i carries key i alone (with its value, for MSET). `as_get`:
+    MGET's one-key parts go as GET (see _split_handler). routing/merge.py merges the parts.
     """
 
     slots: list[int]
     requests: list[bytes]
+    ordinals: list[list[int]] | None
     merge: MergeKind
+    key_count: int
     as_get: bool
 
 
-Plan: TypeAlias = int | Reply | Local | Split | SplitKeys | Special
+Plan: TypeAlias = int | Reply | Local | Split | Special
 Handler = Callable[[Args], Plan]
 
 # Commands whose state lives on the connection. In standalone mode they get a dedicated
@@ -343,59 +331,40 @@ def _split_handler(spec: CommandSpec) -> Handler:
         argc = len(args)
         if argc <= first or (argc - first) % step:
             return arity_error
-        # One part per slot, keys in request order within each part.
-        parts: dict[int, SubRequest] = {}
         name = args[0]
-        if step == 1:  # MGET, DEL, EXISTS, ...: no values to carry along
-            keys = args[first:]
-            # 123 is "{": an int membership test costs a tenth of b"{" in key.
-            slots = [key_hash_slot(k) if 123 in k else crc_hqx(k, 0) & 16383 for k in keys]
-            if len(set(slots)) == len(slots) > 1:  # every key in a slot of its own: usual
-                head = GET if as_get else name
-                return SplitKeys(slots, [pack_command((head, k)) for k in keys], merge, as_get)
-            for ordinal in range(argc - first):
-                key = args[first + ordinal]
-                # 123 is "{": an int membership test costs a tenth of b"{" in key.
-                slot = key_hash_slot(key) if 123 in key else crc_hqx(key, 0) & 16383
-                part = parts.get(slot)
-                if part is None:
-                    parts[slot] = SubRequest(slot, [name, key], [ordinal])
-                else:
-                    part.args.append(key)
-                    part.ordinals.append(ordinal)
-            if len(parts) == 1:
-                return slot
-            if as_get:
-                # A slot with one key of an MGET gets a GET: a plain bulk reply, no array
-                # to frame and unwrap. merge.py turns its WRONGTYPE back into MGET's nil.
-                for part in parts.values():
-                    if len(part.args) == 2:
-                        part.args[0] = GET
-            return Split(list(parts.values()), merge, argc - first)
         keys = args[first::step]
-        slots = [key_hash_slot(k) if 123 in k else crc_hqx(k, 0) & 16383 for k in keys]
-        if len(set(slots)) == len(slots) > 1:  # MSET and the like, every key its own slot
-            return SplitKeys(
-                slots,
-                [pack_command((name, *args[pos : pos + step])) for pos in range(first, argc, step)],
-                merge,
-                False,
-            )
-        ordinal = 0
-        for pos in range(first, argc, step):
-            key = args[pos]
-            # 123 is "{": an int membership test costs a tenth of b"{" in key.
-            slot = key_hash_slot(key) if 123 in key else crc_hqx(key, 0) & 16383
+        slots = [key_hash_slot(key) for key in keys]
+        if len(set(slots)) == len(slots) > 1:  # every key in a slot of its own: the usual
+            if step == 1:
+                head = GET if as_get else name
+                requests = [pack_command((head, key)) for key in keys]
+            else:
+                requests = [
+                    pack_command((name, *args[pos : pos + step]))
+                    for pos in range(first, argc, step)
+                ]
+            return Split(slots, requests, None, merge, len(keys), as_get)
+        # One part per slot, keys in request order within each part.
+        parts: dict[int, tuple[list[bytes], list[int]]] = {}
+        for ordinal, slot in enumerate(slots):
+            pos = first + ordinal * step
             part = parts.get(slot)
             if part is None:
-                parts[slot] = SubRequest(slot, [name, *args[pos : pos + step]], [ordinal])
+                parts[slot] = ([name, *args[pos : pos + step]], [ordinal])
             else:
-                part.args += args[pos : pos + step]
-                part.ordinals.append(ordinal)
-            ordinal += 1
+                part[0].extend(args[pos : pos + step])
+                part[1].append(ordinal)
         if len(parts) == 1:
-            return slot
-        return Split(list(parts.values()), merge, ordinal)
+            return slots[0]
+        requests = []
+        for part_args, ordinals in parts.values():
+            # A slot with one key of an MGET gets a GET: a plain bulk reply, no array to
+            # frame and unwrap. merge.py turns its WRONGTYPE back into MGET's nil.
+            if as_get and len(ordinals) == 1:
+                part_args[0] = GET
+            requests.append(pack_command(part_args))
+        ordinals_of = [ordinals for _, ordinals in parts.values()]
+        return Split(list(parts), requests, ordinals_of, merge, len(keys), as_get)
 
     return plan_split
 

@@ -20,6 +20,7 @@ NO_TOPOLOGY: Final = ErrorReply("CLUSTERDOWN slotless has no slot map yet (no se
 INTERNAL: Final = ErrorReply("ERR internal proxy error")
 INVALID_CURSOR: Final = ErrorReply("ERR invalid cursor")  # db.c parseScanCursorOrReply
 NODE_CURSOR_RANGE: Final = ErrorReply("ERR slotless cannot encode this node's SCAN cursor")
+UNEXPECTED_SPLIT: Final = ErrorReply("ERR upstream returned an unexpected reply to a split command")
 UNEXPECTED_FANOUT: Final = ErrorReply(
     "ERR upstream returned an unexpected reply to a fan-out command"
 )

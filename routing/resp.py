@@ -450,7 +450,7 @@ def encode_value(value: Reply) -> bytes:
 
 
 # "$<n>\r\n" for the usual argument sizes: indexing a tuple beats formatting the number.
-_BULK_HEADERS: Final = tuple(b"$%d\r\n" % n for n in range(4096))
+BULK_HEADERS: Final = tuple(b"$%d\r\n" % n for n in range(4096))
 
 
 def pack_command(args: Sequence[bytes]) -> bytes:
@@ -461,7 +461,7 @@ def pack_command(args: Sequence[bytes]) -> bytes:
     hiredis packs the rest.
     """
     n = len(args)
-    headers = _BULK_HEADERS
+    headers = BULK_HEADERS
     try:
         if n == 2:
             a, b = args

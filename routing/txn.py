@@ -23,7 +23,6 @@ from routing.plan import (
     Reply,
     Router,
     Split,
-    SplitKeys,
 )
 from routing.resp import Args, ErrorReply, encode_error
 from routing.slots import key_hash_slot
@@ -67,7 +66,7 @@ def plan_queued(router: Router, args: Args) -> QueuedPlan:
     if isinstance(plan, Reply):
         # PING and ECHO are answered locally outside MULTI; inside, they are queued.
         return Refuse(plan.raw) if plan.raw.startswith(b"-") else ANY_NODE
-    if isinstance(plan, Split | SplitKeys):
+    if isinstance(plan, Split):
         return Refuse(replies.CROSSSLOT.encode())
     if isinstance(plan, Script):
         return plan.slot

@@ -6,8 +6,8 @@ import pytest
 
 from routing.commands import CommandTable, parse_command_reply
 from routing.fanout import Script
-from routing.merge import merge_keys, merge_replies
-from routing.plan import ANY_NODE, Local, Reply, Router, Split, SplitKeys
+from routing.merge import merge_split
+from routing.plan import ANY_NODE, Local, Reply, Router, Split
 from routing.resp import (
     RequestLimits,
     encode_array,
@@ -143,21 +143,17 @@ def answer(
 
 
 def parts_of(result: object) -> list[tuple[int, list[bytes]]]:
-    """(slot, args) of every part of a Split or a SplitKeys."""
-    if isinstance(result, SplitKeys):
-        assert len(result.slots) == len(result.requests)
-        parsed = [parse_requests(raw, RequestLimits()) for raw in result.requests]
-        assert all(len(p.requests) == 1 and p.error is None for p in parsed)
-        return [(slot, p.requests[0]) for slot, p in zip(result.slots, parsed, strict=True)]
+    """(slot, args) of every part of a Split."""
     assert isinstance(result, Split)
-    return [(part.slot, part.args) for part in result.parts]
+    assert len(result.slots) == len(result.requests)
+    parsed = [parse_requests(raw, RequestLimits()) for raw in result.requests]
+    assert all(len(p.requests) == 1 and p.error is None for p in parsed)
+    return [(slot, p.requests[0]) for slot, p in zip(result.slots, parsed, strict=True)]
 
 
 def merge(result: object, raws: list[bytes], resp3: bool = False) -> bytes:
-    if isinstance(result, SplitKeys):
-        return merge_keys(result, raws, resp3)
     assert isinstance(result, Split)
-    return merge_replies(result, raws, resp3)
+    return merge_split(result, raws, resp3)
 
 
 def run_split(
@@ -188,7 +184,8 @@ def test_split_round_trip_matches_one_redis() -> None:
 def test_mget_one_key_parts_go_as_get_and_keep_mget_semantics() -> None:
     keys = keys_in_distinct_slots(3)
     result = cluster().plan([b"MGET", *keys])
-    assert isinstance(result, SplitKeys)  # every key in a slot of its own
+    assert isinstance(result, Split)
+    assert result.ordinals is None  # every key in a slot of its own: part i is key i
     assert [a[0] for _, a in parts_of(result)] == [b"GET"] * 3
     # MGET answers nil for a key of another type, where GET answers WRONGTYPE.
     store = {keys[0]: b"a"}
@@ -230,9 +227,11 @@ def test_mset_odd_arguments_is_an_arity_error() -> None:
 def test_split_parts_are_valid_requests() -> None:
     keys = keys_in_distinct_slots(3)
     result = plan(b"MSET", *(x for k in keys for x in (k, b"v")))
-    assert isinstance(result, SplitKeys)
+    assert isinstance(result, Split)
+    assert result.ordinals is None
     for request in result.requests:
         assert request.startswith(b"*3\r\n$4\r\nMSET\r\n")
     result = plan(b"MSET", b"{t}1", b"v", b"{t}2", b"w", keys[0], b"x")
     assert isinstance(result, Split)
-    assert sorted(len(part.args) for part in result.parts) == [3, 5]
+    assert sorted(len(args) for _, args in parts_of(result)) == [3, 5]
+    assert sorted(map(sorted, result.ordinals or ())) == [[0, 1], [2]]

@@ -1,0 +1,293 @@
+"""The per-request hot path, sans-I/O: `route_batch` and `frame_replies`, and nothing else.
+
+`route_batch` turns the requests of one client read into the bytes each upstream node must
+get (packed, in order) and a reassembly plan (`Routed`); `assemble` makes the client's
+replies from the parts' raw replies; `frame_replies` cuts an upstream byte stream into
+replies. proxy/ only writes what these return and hands replies back. Requests that need
+per-connection state or several steps (HELLO, MULTI, SUBSCRIBE, SCAN, fan-outs ...) stop a
+batch: `Routed.stop` says where, and `Routed.plan` says what the session must do there.
+"""
+
+from binascii import crc_hqx
+from collections.abc import Callable, Sequence
+from typing import Final, TypeAlias
+
+from routing.merge import merge_split
+from routing.plan import ANY_NODE, Plan, Reply, Router, Split
+from routing.resp import BULK_HEADERS, Args, ReplyProtocolError, pack_command, reply_end
+from routing.slots import key_hash_slot
+
+Node: TypeAlias = str | None  # an upstream address; None: nobody serves that slot (yet)
+# A client reply in a Routed.layout: the part that answers it, or (first part, split).
+Step: TypeAlias = int | tuple[int, Split]
+
+
+class Routed:
+    """What `route_batch` decided for requests[start:stop] of one read.
+
+    Parts are the upstream requests, numbered in request order. `nodes[node]` lists the
+    parts sent to `node`, in the order of `pieces[node]`, which join into one write.
+    `filled`: parts answered here (PING, arity errors), never sent. `layout`: one Step per
+    client request; None when client reply i is part i (no split: the usual case). `slot`:
+    the slot of the last part (a one-request batch's, without a lookup).
+    """
+
+    __slots__ = (
+        "count", "filled", "layout", "nodes", "pieces", "plan", "requests", "slot", "start",
+        "stop",
+    )  # fmt: skip
+
+    def __init__(self, requests: Sequence[Args], start: int) -> None:
+        self.requests = requests
+        self.start = start
+        self.stop = start
+        self.count = 0
+        self.slot = ANY_NODE
+        self.nodes: dict[Node, list[int]] = {}
+        self.pieces: dict[Node, list[bytes]] = {}
+        self.filled: list[tuple[int, bytes]] | None = None
+        self.layout: list[Step] | None = None
+        self.plan: Plan | None = None  # the plan of requests[stop], when the batch stopped there
+
+    def part(self, index: int, router: Router) -> tuple[bytes, int]:
+        """Part `index` as sent (packed) and its slot, for a resend after a redirect or a
+        failure: rare, so worked out again rather than kept for every part."""
+        layout = self.layout
+        if layout is None:
+            args = self.requests[self.start + index]
+        else:
+            for offset, step in enumerate(layout):
+                if type(step) is int:
+                    if step == index:
+                        args = self.requests[self.start + offset]
+                        break
+                else:
+                    first, split = step  # type: ignore[misc]
+                    if first <= index < first + len(split.slots):
+                        return split.requests[index - first], split.slots[index - first]
+            else:
+                raise IndexError(index)
+        slot = router.plan(args)
+        return pack_command(args), slot if type(slot) is int else ANY_NODE
+
+    def requests_count(self) -> int:
+        """How many client requests (and replies) this batch covers."""
+        return self.stop - self.start
+
+
+def route_batch(
+    requests: Sequence[Args],
+    start: int,
+    router: Router,
+    owners: Sequence[Node] | None,
+    any_node: Callable[[], Node],
+    read_node: Callable[[int], Node] | None = None,
+) -> Routed:
+    """Route requests[start:] until one needs the session (see the module docstring).
+
+    `owners`: the slot map snapshot's primary per slot (None: no map yet); `any_node()`:
+    where a keyless command goes (the caller picks); `read_node(slot)`: where a single-key
+    read goes when upstream.read_from sends reads to replicas (None: to the primary).
+    """
+    routed = Routed(requests, start)
+    direct = router.direct
+    reads = router.reads
+    headers = BULK_HEADERS
+    nodes = routed.nodes
+    pieces_of = routed.pieces
+    layout: list[Step] | None = None
+    part = 0  # the next part's number
+    slot = ANY_NODE
+    index = start
+    count = len(requests)
+    while index < count:
+        args = requests[index]
+        argc = len(args)
+        route = direct.get(args[0])
+        if route is not None:
+            position, arity = route
+            if not position:
+                node = any_node()  # forwarded as it is (standalone)
+                slot = ANY_NODE
+            elif argc == arity or (arity < 0 and argc >= -arity):
+                key = args[position]
+                # key_hash_slot, inlined for keys without a "{" (123): once per request.
+                slot = key_hash_slot(key) if 123 in key else crc_hqx(key, 0) & 16383
+                node = owners[slot] if owners is not None else None
+                if read_node is not None and args[0] in reads:
+                    node = read_node(slot)
+            else:
+                route = None  # wrong arity: plan() words the error
+        if route is None:
+            plan = router.plan(args)
+            kind = type(plan)
+            if kind is int:
+                slot = plan  # type: ignore[assignment]
+                if slot == ANY_NODE:
+                    node = any_node()
+                else:
+                    node = owners[slot] if owners is not None else None
+            elif kind is Reply or kind is Split:
+                routed.count = part
+                if kind is Reply:
+                    _fill(routed, plan.raw)  # type: ignore[union-attr]
+                else:
+                    _add_split(routed, plan, owners)  # type: ignore[arg-type]
+                part = routed.count
+                layout = routed.layout
+                index += 1
+                continue
+            else:  # Local or Special: the session's
+                routed.plan = plan
+                break
+        if layout is not None:
+            layout.append(part)
+        pieces = pieces_of.get(node)
+        if pieces is None:
+            nodes[node] = [part]
+            pieces = pieces_of[node] = []
+        else:
+            nodes[node].append(part)
+        part += 1
+        # pack_command, inlined into this node's pieces for the common two and three
+        # argument requests: one join per node, later, instead of bytes per request.
+        try:
+            if argc == 2:
+                name, first = args
+                pieces += (
+                    b"*2\r\n", headers[len(name)], name, b"\r\n",
+                    headers[len(first)], first, b"\r\n",
+                )  # fmt: skip
+            elif argc == 3:
+                name, first, second = args
+                pieces += (
+                    b"*3\r\n", headers[len(name)], name, b"\r\n",
+                    headers[len(first)], first, b"\r\n",
+                    headers[len(second)], second, b"\r\n",
+                )  # fmt: skip
+            else:
+                pieces.append(pack_command(args))
+        except IndexError:  # an argument of 4 KB or more
+            pieces.append(pack_command(args))
+        index += 1
+    routed.stop = index
+    routed.count = part
+    routed.slot = slot
+    return routed
+
+
+def _fill(routed: Routed, raw: bytes) -> None:
+    """A part answered here: it takes its place in the order and is never sent."""
+    part = routed.count
+    routed.count = part + 1
+    if routed.filled is None:
+        routed.filled = []
+    routed.filled.append((part, raw))
+    if routed.layout is not None:
+        routed.layout.append(part)
+
+
+def _add_split(routed: Routed, split: Split, owners: Sequence[Node] | None) -> None:
+    first = routed.count
+    if routed.layout is None:
+        routed.layout = list(range(first))  # the batch so far: one part per request
+    routed.layout.append((first, split))
+    nodes = routed.nodes
+    pieces_of = routed.pieces
+    for offset, slot in enumerate(split.slots):
+        node = owners[slot] if owners is not None else None
+        raw = split.requests[offset]
+        indices = nodes.get(node)
+        if indices is None:
+            nodes[node] = [first + offset]
+            pieces_of[node] = [raw]
+        else:
+            indices.append(first + offset)
+            pieces_of[node].append(raw)
+    routed.count = first + len(split.slots)
+
+
+def assemble(routed: Routed, raws: list[bytes], resp3: bool) -> bytes:
+    """The client's replies to the batch, in request order, from one raw reply per part."""
+    layout = routed.layout
+    if layout is None:
+        return raws[0] if len(raws) == 1 else b"".join(raws)
+    out = []
+    for step in layout:
+        if type(step) is int:
+            out.append(raws[step])
+        else:
+            first, split = step  # type: ignore[misc]
+            out.append(merge_split(split, raws[first : first + len(split.slots)], resp3))
+    return b"".join(out)
+
+
+# --- upstream replies --------------------------------------------------------------------
+
+# Bulk reply headers ("$64") to their lengths: a dict lookup is cheaper than int() of a slice.
+_BULK_LENGTHS: Final[dict[bytes, int]] = {b"$%d" % n: n for n in range(-1, 4096)}
+
+
+def frame_replies(buf: bytes, ends: list[int]) -> tuple[int, str | None]:
+    """Append to `ends` where each complete reply in `buf` ends (RESP2 and RESP3).
+
+    Returns (need, error): `need` is the whole size of the incomplete bulk reply the buffer
+    ends in, when its header is complete (0 otherwise), so that the caller can collect a
+    large value in pieces; `error` says why the bytes after the last end are not RESP.
+    """
+    find = buf.find
+    lengths = _BULK_LENGTHS
+    pos = 0
+    size = len(buf)
+    while pos < size:
+        # Bulk, status and integer replies framed inline: this runs once per reply.
+        kind = buf[pos]
+        if kind == 36:  # '$'
+            newline = find(b"\r\n", pos)
+            if newline < 0:
+                return 0, None
+            length = lengths.get(buf[pos:newline])
+            if length is None:
+                try:
+                    length = int(buf[pos + 1 : newline])
+                except ValueError as exc:
+                    return 0, str(exc)
+            end = newline + 4 + length if length >= 0 else newline + 2
+            if end > size:
+                return end - pos, None
+        elif kind == 43 or kind == 58:  # '+' ':'
+            end = find(b"\r\n", pos) + 2
+            if end < 2:
+                return 0, None
+        else:
+            try:
+                end = _reply_end(buf, pos, size)
+            except (ReplyProtocolError, ValueError) as exc:
+                return 0, str(exc)
+            if end < 0:
+                return 0, None
+        ends.append(end)
+        pos = end
+    return 0, None
+
+
+def _reply_end(buf: bytes, pos: int, size: int) -> int:
+    """reply_end for what frame_replies does not frame inline: arrays of bulk strings (MGET,
+    LRANGE ...) without the general loop, anything else through it."""
+    if buf[pos] == 42:  # '*'
+        newline = buf.find(b"\r\n", pos)
+        if newline < 0:
+            return -1
+        end = newline + 2
+        for _ in range(int(buf[pos + 1 : newline])):
+            if end >= size:
+                return -1
+            if buf[end] != 36:
+                return reply_end(buf, pos)
+            newline = buf.find(b"\r\n", end)
+            if newline < 0:
+                return -1
+            length = int(buf[end + 1 : newline])
+            end = newline + 4 + length if length >= 0 else newline + 2
+        return end if end <= size else -1
+    return reply_end(buf, pos)
