@@ -12,7 +12,7 @@ import asyncio
 import socket
 from binascii import crc_hqx
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
@@ -453,3 +453,32 @@ class ClientSession(asyncio.Protocol):
     @property
     def reading_paused(self) -> bool:
         return self._reading_paused
+
+    # --- for proxy/auth.py, blocking.py, pubsub.py, txn.py (contracts.SessionLike) ---------
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._transport
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def queued_entries(self) -> Sequence[Entry]:
+        """The reply queue, oldest first, to read (queue_reply_entry adds to it)."""
+        return self._queue
+
+    def queue_reply_entry(self, entry: Entry) -> None:
+        """Queue an entry that a feature fills in later, after every reply already owed."""
+        self._queue.append(entry)
+
+    def replace_entries(self, start: int, wrap: Callable[[Entry], Entry]) -> None:
+        """Wrap the queued entries from index `start` on (proxy/auth.py mutes replies)."""
+        queue = self._queue
+        for i in range(start, len(queue)):
+            queue[i] = wrap(queue[i])
+
+    def serve(self, requests: list[Args]) -> None:
+        """Serve requests a feature held back (a transaction's barrier) as if just read."""
+        self._run(requests)
