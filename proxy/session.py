@@ -28,7 +28,7 @@ from routing.resp import _BULK_HEADERS, Args, encode_error, pack_command
 from routing.slots import key_hash_slot
 
 if TYPE_CHECKING:
-    from proxy.server import ServerState
+    from proxy.local import SessionContext
 
 log = structlog.get_logger("slotless.session")
 
@@ -60,7 +60,7 @@ class Ready:
 
 
 class ClientSession(asyncio.Protocol):
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: SessionContext[ClientSession]) -> None:
         self._state = state
         self._loop = state.loop
         self._reader = RequestReader(state.request_limits)
