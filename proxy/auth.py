@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import functools
 import hmac
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 
 import structlog
 
 from conf.schema import AuthConfig
 from proxy import txn
+from proxy.contracts import Entry, ServerContext, SessionLike
 from routing import replies
 from routing.commands import CommandSpec, CommandTable
 from routing.resp import OK, Args, ErrorReply, encode_status
-
-if TYPE_CHECKING:
-    from proxy.server import ServerState
-    from proxy.session import ClientSession, Entry
 
 log = structlog.get_logger("slotless.auth")
 
@@ -203,7 +199,7 @@ class ClientGate:
     __slots__ = ("_auth", "_passing", "_session", "_state", "_turned_on", "reply_mode", "user")
 
     def __init__(
-        self, session: ClientSession, state: ServerState, auth: Authenticator | None
+        self, session: SessionLike, state: ServerContext, auth: Authenticator | None
     ) -> None:
         self._session = session
         self._state = state
@@ -397,11 +393,11 @@ class ClientGate:
         self._muting(lambda: self._session.handle(args))
 
     def _muting(self, run: Callable[[], None]) -> None:
-        queue: deque[Entry] = self._session._queue
+        session = self._session
         skipping = self.reply_mode == "skip"
         if skipping:
             self.reply_mode = "on"
-        before = len(queue)
+        before = len(session.queued_entries)
         self._turned_on = False
         self._passing = True
         try:
@@ -410,7 +406,6 @@ class ClientGate:
             self._passing = False
         if self._turned_on and not skipping:
             return  # CLIENT REPLY ON answers
-        for i in range(before, len(queue)):
-            queue[i] = Muted(queue[i])
+        session.replace_entries(before, Muted)
         if skipping and self.reply_mode == "on":
             self.refresh()

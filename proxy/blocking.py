@@ -17,22 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import weakref
 from collections import deque
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 import structlog
 
+from proxy.contracts import ServerContext, SessionLike
 from proxy.dispatch import Request
 from proxy.upstream import Failure, UpstreamConnection
 from routing import replies
 from routing.blocking import ANY_NODE, Timeout, blocking_slot, parse_timeout, rearm, restore_command
 from routing.redirect import parse_redirect
 from routing.resp import Args, ErrorReply, error_message, is_error, pack_command
-
-if TYPE_CHECKING:
-    from proxy.server import ServerState
-    from proxy.session import ClientSession
 
 log = structlog.get_logger("slotless.blocking")
 
@@ -72,7 +68,7 @@ class _Link:
 class Links:
     """The dedicated connections of one server: checked out, and idle per (node, resp3)."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerContext) -> None:
         self._state = state
         self._idle: dict[tuple[str, bool], list[_Link]] = {}
         self.active = 0
@@ -106,19 +102,23 @@ class Links:
         return sum(len(links) for links in self._idle.values())
 
 
-_links: weakref.WeakKeyDictionary[ServerState, Links] = weakref.WeakKeyDictionary()
-# Per client: its blocking commands in order; only the first one is running.
-_chains: dict[ClientSession, deque[_Op]] = {}
+class BlockedClients:
+    """One server's blocking commands (its ServerState owns this): the dedicated
+    connections, and per client its blocking commands in order, only the first running."""
+
+    def __init__(self, state: ServerContext) -> None:
+        self.links = Links(state)
+        self.chains: dict[SessionLike, deque[_Op]] = {}
 
 
-def links_of(state: ServerState) -> Links:
-    links = _links.get(state)
-    if links is None:
-        links = _links[state] = Links(state)
-    return links
+class BlockingContext(ServerContext, Protocol):
+    """The server as blocking commands see it."""
+
+    @property
+    def blocked(self) -> BlockedClients: ...
 
 
-def command(session: ClientSession, state: ServerState, name: bytes, args: Args) -> None:
+def command(session: SessionLike, state: BlockingContext, name: bytes, args: Args) -> None:
     """Serve one request the router planned as Local(name) for this module."""
     spec = state.topology.table.get(name)
     slot = blocking_slot(spec, args) if spec is not None else ANY_NODE
@@ -126,18 +126,19 @@ def command(session: ClientSession, state: ServerState, name: bytes, args: Args)
         session.reply(slot.encode())
         return
     op = _Op(session, state, name, args, slot)
-    session._queue.append(op)
-    chain = _chains.get(session)
+    session.queue_reply_entry(op)
+    chains = state.blocked.chains
+    chain = chains.get(session)
     if chain is None:
-        chain = _chains[session] = deque()
-        session.on_close(lambda: _on_client_closed(session))
+        chain = chains[session] = deque()
+        session.on_close(lambda: _on_client_closed(chains, session))
     chain.append(op)
     if len(chain) == 1:
         op.start()
 
 
-def _on_client_closed(session: ClientSession) -> None:
-    chain = _chains.pop(session, None)
+def _on_client_closed(chains: dict[SessionLike, deque[_Op]], session: SessionLike) -> None:
+    chain = chains.pop(session, None)
     if chain:
         chain[0].orphan()  # the others were never sent
 
@@ -165,7 +166,7 @@ class _Op:
     )
 
     def __init__(
-        self, session: ClientSession, state: ServerState, name: bytes, args: Args, slot: int
+        self, session: SessionLike, state: BlockingContext, name: bytes, args: Args, slot: int
     ) -> None:
         self.session = session
         self.state = state
@@ -216,7 +217,7 @@ class _Op:
         self._send(addr, asking=False)
 
     def _send(self, addr: str, asking: bool) -> None:
-        link = links_of(self.state).acquire(addr, self.session.resp3)
+        link = self.state.blocked.links.acquire(addr, self.session.resp3)
         if link is None:
             self._finish(TOO_MANY)
             return
@@ -293,7 +294,7 @@ class _Op:
         self.reply = raw
         session = self.session
         session.on_ready()
-        chain = _chains.get(session)
+        chain = self.state.blocked.chains.get(session)
         if chain and chain[0] is self:
             chain.popleft()
             if chain:
@@ -302,7 +303,7 @@ class _Op:
     def _release(self) -> None:
         link, self.link = self.link, None
         if link is not None:
-            links_of(self.state).release(link)
+            self.state.blocked.links.release(link)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -367,10 +368,10 @@ class _Op:
         dispatcher.send(request)
 
 
-def _client_gone(session: ClientSession) -> bool:
+def _client_gone(session: SessionLike) -> bool:
     """Whether the client has hung up, even if its event loop has not noticed yet: a
     non-consuming read of its socket sees the FIN (b"") or the reset (an error)."""
-    transport = session._transport
+    transport = session.transport
     if transport is None or transport.is_closing():
         return True
     fd = transport.get_extra_info("socket").fileno()

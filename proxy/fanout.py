@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from importlib import metadata
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from proxy import pubsub
+from proxy.contracts import ServerContext
 from proxy.dispatch import ReplySink, Request
 from proxy.scripts import ScriptCache, ScriptLoaded, ScriptRequest, load_request
 from proxy.topology import FutureWaiter
@@ -28,9 +29,6 @@ from routing.plan import ANY_NODE
 from routing.resp import Args, is_error, pack_command
 from routing.scan import ScanLayout, ScanStep, finish_scan, plan_scan, scan_layout
 from routing.slotmap import SlotMap, parse_addr
-
-if TYPE_CHECKING:
-    from proxy.server import ServerState
 
 _NO_SLOT_MAP = replies.NO_TOPOLOGY.encode()
 _NOT_SERVED = replies.SLOT_NOT_SERVED.encode()
@@ -105,8 +103,24 @@ class ScanRequest:
 FanoutEntry = Request | Done | FanoutRequest | ScanRequest
 
 
+class FanoutContext(ServerContext, Protocol):
+    """The server as fan-outs see it: INFO's figures, and the pub/sub hub if it exists."""
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def upstream_errors(self) -> int: ...
+
+    @property
+    def sessions(self) -> Sized: ...
+
+    @property
+    def hub(self) -> pubsub.Hub | None: ...
+
+
 class FanoutExecutor:
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: FanoutContext) -> None:
         self._state = state
         self.scripts = ScriptCache()
         self.version = _version()
@@ -160,7 +174,7 @@ class FanoutExecutor:
         if plan.merge == "info":
             return lambda raws: merge_info(raws, args, self.proxy_info())
         if plan.merge == "pubsub":
-            return lambda raws: pubsub.merge_introspection(self._state, args, raws)
+            return lambda raws: pubsub.merge_introspection(self._state.hub, args, raws)
         loaded = self._script_admin(args)
         if loaded is None:
             return lambda raws: merge_fanout(plan.merge, raws, plan.count)

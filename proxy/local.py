@@ -4,31 +4,57 @@ Cluster mode emulates a standalone server's answers (QUIT, SELECT 0, HELLO, AUTH
 CLIENT SETNAME/GETNAME/ID/SETINFO/INFO/LIST/KILL/REPLY/NO-EVICT/NO-TOUCH) for slotless's own
 clients. Standalone mode hands anything stateful to a dedicated upstream connection instead,
 so the real server keeps it. With `auth:` configured, AUTH and HELLO AUTH never go upstream:
-proxy/auth.py answers them in both modes.
+proxy/auth.py answers them in both modes. Also `SessionContext`: what a session uses of the
+server (proxy/server.py ServerState), the features' views included.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Set
+from typing import Final, Protocol, TypeVar
 
 from proxy import blocking, pubsub, txn
 from proxy.auth import RESET, ClientGate, authenticator
+from proxy.contracts import SessionLike
+from proxy.fanout import FanoutExecutor
 from routing import replies
 from routing.plan import ANY_NODE, LOCAL_COMMANDS, PUBSUB_COMMANDS, TXN_COMMANDS
 from routing.resp import (
     OK,
     Args,
     ErrorReply,
+    RequestLimits,
     encode_array,
     encode_bulk,
     encode_int,
     string2ll,
 )
 
-if TYPE_CHECKING:
-    from proxy.server import ServerState
-    from proxy.session import ClientSession
+_Session = TypeVar("_Session", contravariant=True)
+
+
+class LocalContext(blocking.BlockingContext, pubsub.PubSubContext, txn.TxnContext, Protocol):
+    """The server as local commands see it: every client (CLIENT LIST, CLIENT KILL)."""
+
+    @property
+    def sessions(self) -> Set[SessionLike]: ...
+
+
+class SessionContext(LocalContext, Protocol[_Session]):
+    """The server as a ClientSession (the `_Session` type) sees it."""
+
+    @property
+    def request_limits(self) -> RequestLimits: ...
+
+    @property
+    def fanout(self) -> FanoutExecutor: ...
+
+    def next_client_id(self) -> int: ...
+
+    def on_session_open(self, session: _Session) -> bool: ...
+
+    def on_session_closed(self, session: _Session) -> None: ...
+
 
 _NO_SUCH_CLIENT = ErrorReply("ERR No such client").encode()
 _NO_PASSWORD = ErrorReply(
@@ -44,7 +70,7 @@ _BAD_NAME = ErrorReply(
 class LocalCommands:
     __slots__ = ("_session", "_state", "created", "gate", "last_cmd", "lib_name", "lib_ver", "name")
 
-    def __init__(self, session: ClientSession, state: ServerState) -> None:
+    def __init__(self, session: SessionLike, state: LocalContext) -> None:
         self._session = session
         self._state = state
         self.name: bytes | None = None
@@ -272,7 +298,7 @@ class LocalCommands:
         """CLIENT KILL addr | CLIENT KILL [ID id] [TYPE t] [USER u] [ADDR a] [LADDR a]
         [SKIPME yes|no]: closes matching slotless clients (networking.c clientCommand)."""
         me = self._session
-        tests: list[Callable[[ClientSession], bool]] = []
+        tests: list[Callable[[SessionLike], bool]] = []
         skipme = len(args) != 3  # with the old form, a client can kill itself
         if len(args) == 3:
             addr = args[2].decode("utf-8", "replace")
@@ -304,7 +330,7 @@ class LocalCommands:
 
     def _kill_filter(
         self, option: bytes, value: bytes
-    ) -> tuple[Callable[[ClientSession], bool] | None, bytes | None]:
+    ) -> tuple[Callable[[SessionLike], bool] | None, bytes | None]:
         text = value.decode("utf-8", "replace")
         if option == b"id":
             cid = string2ll(value)
@@ -349,7 +375,7 @@ class LocalCommands:
 
     @property
     def laddr(self) -> str:
-        transport = self._session._transport
+        transport = self._session.transport
         sock = transport.get_extra_info("sockname") if transport is not None else None
         if isinstance(sock, tuple):
             host = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
@@ -394,7 +420,7 @@ _CLIENT_TYPES: Final = {
 }
 
 
-def _client_type(session: ClientSession) -> bytes:
+def _client_type(session: SessionLike) -> bytes:
     return b"pubsub" if session.pubsub is not None else b"normal"
 
 

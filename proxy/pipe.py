@@ -10,17 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import structlog
 
+from proxy.contracts import ServerContext, SessionLike
 from proxy.upstream import tune_socket
 from routing.resp import Args, is_error, pack_command, reply_end
 from routing.slotmap import parse_addr
-
-if TYPE_CHECKING:
-    from proxy.server import ServerState
-    from proxy.session import ClientSession
 
 log = structlog.get_logger("slotless.pipe")
 
@@ -30,7 +27,7 @@ _XREADS = frozenset((b"xread", b"xreadgroup"))
 
 
 class Pipe(asyncio.Protocol):
-    def __init__(self, session: ClientSession, state: ServerState) -> None:
+    def __init__(self, session: SessionLike, state: ServerContext) -> None:
         self._session = session
         self.reply: bytes | None = b""  # always "ready": the session streams take()
         self._transport: asyncio.Transport | None = None

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import weakref
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 import structlog
 
+from proxy.contracts import ServerContext, SessionLike
 from routing.merge import merge_fanout
 from routing.pubsub import (
     ALLOWED_WHILE_SUBSCRIBED,
@@ -40,13 +40,8 @@ from routing.resp import Args, ReplyProtocolError, is_error, pack_command, reply
 from routing.slotmap import parse_addr
 from routing.slots import key_hash_slot
 
-if TYPE_CHECKING:
-    from proxy.server import ServerState
-    from proxy.session import ClientSession
-
 log = structlog.get_logger("slotless.pubsub")
 
-_HUBS: weakref.WeakKeyDictionary[ServerState, Hub] = weakref.WeakKeyDictionary()
 _BATCH = 512  # names per upstream (re)subscribe request
 _CHECK_INTERVAL = 1.0  # seconds between checks of the slot map for moved shard channels
 _MIN_BACKOFF = 0.05
@@ -59,22 +54,21 @@ _KIND_OF_WORD: dict[bytes, tuple[Kind, int]] = {
 }
 
 
-def command(session: ClientSession, state: ServerState, name: bytes, args: Args) -> None:
+class PubSubContext(ServerContext, Protocol):
+    """The server as pub/sub sees it: it owns the Hub, made at the first (UN)SUBSCRIBE."""
+
+    def pubsub_hub(self) -> Hub: ...
+
+
+def command(session: SessionLike, state: PubSubContext, name: bytes, args: Args) -> None:
     """Serve one request the router planned as Local(name) for this module."""
     client = session.pubsub
     if not isinstance(client, ClientPubSub):
-        client = ClientPubSub(session, hub_of(state))
+        client = ClientPubSub(session, state.pubsub_hub())
     client.run(name, args)
 
 
-def hub_of(state: ServerState) -> Hub:
-    hub = _HUBS.get(state)
-    if hub is None:
-        hub = _HUBS[state] = Hub(state)
-    return hub
-
-
-def merge_introspection(state: ServerState, args: Args, raws: list[bytes]) -> bytes:
+def merge_introspection(hub: Hub | None, args: Args, raws: list[bytes]) -> bytes:
     """PUBSUB CHANNELS/NUMSUB/NUMPAT/SHARDCHANNELS/SHARDNUMSUB over every node's reply,
     counting the clients subscribed through slotless instead of its shared subscriptions."""
     sub = args[1].lower()
@@ -83,7 +77,6 @@ def merge_introspection(state: ServerState, args: Args, raws: list[bytes]) -> by
     if sub in (b"numsub", b"shardnumsub"):
         kind: Kind = "channel" if sub == b"numsub" else "shard"
         names = args[2:]
-        hub = _HUBS.get(state)
         if hub is None:
             return merge_numsub(raws, names, {}, {})
         return merge_numsub(raws, names, hub.upstream_counts(kind, names), hub.local_counts(kind))
@@ -95,7 +88,7 @@ class Pending:
 
     __slots__ = ("_raw", "_session", "reply")
 
-    def __init__(self, session: ClientSession, raw: bytes) -> None:
+    def __init__(self, session: SessionLike, raw: bytes) -> None:
         self._session = session
         self._raw = raw
         self.reply: bytes | None = None
@@ -111,7 +104,7 @@ class ClientPubSub:
 
     __slots__ = ("_hooked", "hub", "session", "subs")
 
-    def __init__(self, session: ClientSession, hub: Hub) -> None:
+    def __init__(self, session: SessionLike, hub: Hub) -> None:
         self.session = session
         self.hub = hub
         self.subs = Subscriptions()
@@ -154,7 +147,7 @@ class ClientPubSub:
                 if new:
                     self.hub.add(kind, channel, self)
                 raw = encode_confirmation(name, channel, count, resp3)
-                session._queue.append(self.hub.confirmation(kind, channel, session, raw))
+                session.queue_reply_entry(self.hub.confirmation(kind, channel, session, raw))
             session.on_ready()
             self._attach()
             return
@@ -190,8 +183,8 @@ class ClientPubSub:
 
     def deliver(self, raw2: bytes, raw3: bytes) -> None:
         session = self.session
-        if len(session._queue) >= _MAX_BACKLOG:
-            if session._closed:
+        if len(session.queued_entries) >= _MAX_BACKLOG:
+            if session.closed:
                 return
             log.warning("pubsub_client_too_slow", conn_id=session.id)
             session.abort()
@@ -304,7 +297,7 @@ class Link(asyncio.Protocol):
 class Hub:
     """Which local clients want which names, and the upstream connections that carry them."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerContext) -> None:
         self.state = state
         self.subscribers: dict[Kind, dict[bytes, set[ClientPubSub]]] = {
             "channel": {},
@@ -357,7 +350,7 @@ class Hub:
                 del self._shard_links[link.addr]
                 link.close()
 
-    def confirmation(self, kind: Kind, name: bytes, session: ClientSession, raw: bytes) -> Pending:
+    def confirmation(self, kind: Kind, name: bytes, session: SessionLike, raw: bytes) -> Pending:
         """The client's confirmation, ready once the upstream has `name` subscribed."""
         entry = Pending(session, raw)
         link = self._link_of(kind, name)

@@ -18,19 +18,24 @@ import structlog
 import uvloop
 
 from conf import Config, ConfigError, load_config
+from proxy.blocking import BlockedClients
 from proxy.dispatch import Dispatcher
 from proxy.fanout import FanoutExecutor
 from proxy.logs import configure_logging
 from proxy.pool import UpstreamPool
+from proxy.pubsub import Hub
 from proxy.session import ClientSession
 from proxy.topology import Topology
+from proxy.txn import HeldConnections
 from routing.resp import RequestLimits
 
 log = structlog.get_logger("slotless.server")
 
 
 class ServerState:
-    """What every session shares: config, topology, pool, dispatcher, the session set."""
+    """What every session shares: config, topology, pool, dispatcher, the session set, and
+    the features' registries. Sessions and features see it through Protocols
+    (proxy/local.py SessionContext, proxy/contracts.py ServerContext), never this class."""
 
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, worker: int = 0) -> None:
         self.config = config
@@ -48,9 +53,18 @@ class ServerState:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.accepting = True
         self._idle_sweep: asyncio.TimerHandle | None = None
+        self.blocked = BlockedClients(self)  # proxy/blocking.py
+        self.held = HeldConnections()  # proxy/txn.py
+        self.hub: Hub | None = None  # proxy/pubsub.py, made by pubsub_hub()
 
     def next_client_id(self) -> int:
         return next(self._ids)
+
+    def pubsub_hub(self) -> Hub:
+        """The pub/sub hub, made at the first (UN)SUBSCRIBE: it runs a repair task."""
+        if self.hub is None:
+            self.hub = Hub(self)
+        return self.hub
 
     def track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)

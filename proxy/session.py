@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
@@ -27,7 +27,7 @@ from routing.resp import Args, encode_error
 from routing.route import route_batch
 
 if TYPE_CHECKING:
-    from proxy.server import ServerState
+    from proxy.local import SessionContext
 
 log = structlog.get_logger("slotless.session")
 
@@ -57,7 +57,7 @@ class Ready:
 
 
 class ClientSession(asyncio.Protocol):
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: SessionContext[ClientSession]) -> None:
         self._state = state
         self._loop = state.loop
         self._reader = RequestReader(state.request_limits)
@@ -345,3 +345,32 @@ class ClientSession(asyncio.Protocol):
     @property
     def reading_paused(self) -> bool:
         return self._reading_paused
+
+    # --- for proxy/auth.py, blocking.py, pubsub.py, txn.py (contracts.SessionLike) ---------
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._transport
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def queued_entries(self) -> Sequence[Entry]:
+        """The reply queue, oldest first, to read (queue_reply_entry adds to it)."""
+        return self._queue
+
+    def queue_reply_entry(self, entry: Entry) -> None:
+        """Queue an entry that a feature fills in later, after every reply already owed."""
+        self._queue.append(entry)
+
+    def replace_entries(self, start: int, wrap: Callable[[Entry], Entry]) -> None:
+        """Wrap the queued entries from index `start` on (proxy/auth.py mutes replies)."""
+        queue = self._queue
+        for i in range(start, len(queue)):
+            queue[i] = wrap(queue[i])
+
+    def serve(self, requests: list[Args]) -> None:
+        """Serve requests a feature held back (a transaction's barrier) as if just read."""
+        self._run(requests)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from proxy.contracts import Entry, ServerContext, SessionLike
 from proxy.upstream import UpstreamConnection, Waiter
 from routing import replies
 from routing.plan import ANY_NODE, Reply
@@ -33,10 +34,6 @@ from routing.txn import (
     watch_slot,
 )
 
-if TYPE_CHECKING:
-    from proxy.server import ServerState
-    from proxy.session import ClientSession, Entry
-
 _MULTI = pack_command([b"MULTI"])
 _EXEC = pack_command([b"EXEC"])
 _DISCARD = pack_command([b"DISCARD"])
@@ -47,14 +44,43 @@ _UPSTREAM_LOST = b"-ERR upstream "
 _CONTROL = frozenset((b"exec", b"discard", b"multi", b"watch"))
 _GATE_POLL = 0.001  # seconds between checks of the replies a new binding waits for
 
-# Dedicated connections each client holds, closed when the client goes away (Redis then
-# discards its transaction and watches). One on_close hook per session, not per MULTI.
-_held: weakref.WeakKeyDictionary[ClientSession, set[UpstreamConnection]] = (
-    weakref.WeakKeyDictionary()
-)
+
+class HeldConnections:
+    """The dedicated connections each client holds (one ServerState owns them), closed when
+    the client goes away: Redis then discards its transaction and watches. One on_close
+    hook per session, not per MULTI."""
+
+    def __init__(self) -> None:
+        self._by_session: weakref.WeakKeyDictionary[SessionLike, set[UpstreamConnection]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def hold(self, session: SessionLike, conn: UpstreamConnection) -> None:
+        conns = self._by_session.get(session)
+        if conns is None:
+            conns = self._by_session[session] = set()
+            session.on_close(lambda: self._close_all(session))
+        conns.add(conn)
+
+    def _close_all(self, session: SessionLike) -> None:
+        for conn in self._by_session.pop(session, ()):
+            conn.close()
+
+    def release(self, session: SessionLike, conn: UpstreamConnection) -> None:
+        conns = self._by_session.get(session)
+        if conns is not None:
+            conns.discard(conn)
+        conn.close()
 
 
-def command(session: ClientSession, state: ServerState, name: bytes, args: Args) -> None:
+class TxnContext(ServerContext, Protocol):
+    """The server as transactions see it."""
+
+    @property
+    def held(self) -> HeldConnections: ...
+
+
+def command(session: SessionLike, state: TxnContext, name: bytes, args: Args) -> None:
     """Serve MULTI/EXEC/DISCARD/WATCH/UNWATCH outside MULTI (arity already checked)."""
     txn = session.txn
     if isinstance(txn, Transaction):
@@ -71,32 +97,12 @@ def command(session: ClientSession, state: ServerState, name: bytes, args: Args)
         session.reply(DISCARD_WITHOUT_MULTI.encode())
 
 
-def flag(session: ClientSession) -> None:
+def flag(session: SessionLike) -> None:
     """A command refused before it reached the transaction (by proxy/auth.py's ACL check,
     say): inside MULTI, Redis then makes EXEC answer EXECABORT (server.c rejectCommand)."""
     txn = session.txn
     if isinstance(txn, Transaction) and txn.in_multi:
         txn.flagged = True
-
-
-def _hold(session: ClientSession, conn: UpstreamConnection) -> None:
-    conns = _held.get(session)
-    if conns is None:
-        conns = _held[session] = set()
-        session.on_close(lambda: _close_all(session))
-    conns.add(conn)
-
-
-def _close_all(session: ClientSession) -> None:
-    for conn in _held.pop(session, ()):
-        conn.close()
-
-
-def _release(session: ClientSession, conn: UpstreamConnection) -> None:
-    conns = _held.get(session)
-    if conns is not None:
-        conns.discard(conn)
-    conn.close()
 
 
 class _Swallow:
@@ -116,33 +122,33 @@ class _Swallow:
 class _Close:
     """Waiter for the last request on a connection (DISCARD, RESET): then close it."""
 
-    __slots__ = ("session",)
+    __slots__ = ("txn",)
 
-    def __init__(self, session: ClientSession) -> None:
-        self.session = session
+    def __init__(self, txn: Transaction) -> None:
+        self.txn = txn
 
     def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
-        _release(self.session, conn)
+        self.txn.release(conn)
 
 
 class _Relay:
     """A reply entry filled by the node's answer: WATCH's (the requests after it wait, as
     they would on a single server), or UNWATCH's (the last on the connection)."""
 
-    __slots__ = ("reply", "session", "txn")
+    __slots__ = ("barrier", "reply", "txn")
 
-    def __init__(self, session: ClientSession, txn: Transaction | None) -> None:
-        self.session = session
+    def __init__(self, txn: Transaction, barrier: bool) -> None:
         self.txn = txn
+        self.barrier = barrier
         self.reply: bytes | None = None
 
     def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
         self.reply = raw
-        self.session.on_ready()
-        if self.txn is None:
-            _release(self.session, conn)
-        else:
+        self.txn.session.on_ready()
+        if self.barrier:
             self.txn.lift_barrier()
+        else:
+            self.txn.release(conn)
 
 
 class _Queued:
@@ -185,7 +191,7 @@ class _Exec:
             raw = EXECABORT.encode() if txn.flagged else explained
         self.reply = raw
         txn.session.on_ready()
-        _release(txn.session, conn)
+        txn.release(conn)
         txn.lift_barrier()
 
 
@@ -243,7 +249,7 @@ class Transaction:
         "up",
     )
 
-    def __init__(self, session: ClientSession, state: ServerState) -> None:
+    def __init__(self, session: SessionLike, state: TxnContext) -> None:
         self.session = session
         self._state = state
         self.in_multi = False
@@ -291,7 +297,7 @@ class Transaction:
             self._uninstall()
         after, self._after = self._after, []
         if after:
-            self.session._run(after)
+            self.session.serve(after)
 
     def on_command(self, name: bytes, args: Args) -> None:
         session = self.session
@@ -321,7 +327,7 @@ class Transaction:
             if up is None:
                 session.reply(OK)
             else:
-                self._send(up, pack_command(args), _Relay(session, None))
+                self._send(up, pack_command(args), _Relay(self, barrier=False))
 
     def _refused_control(self, name: bytes, raw: bytes) -> None:
         if name == b"exec":
@@ -354,7 +360,7 @@ class Transaction:
             self._install()
         assert self.up is not None
         self._barrier = True
-        self._send(self.up, pack_command(args), _Relay(self.session, self))
+        self._send(self.up, pack_command(args), _Relay(self, barrier=True))
 
     def _bind(self, slot: int) -> bytes | None:
         """Open the dedicated connection to `slot`'s primary; an error reply if none."""
@@ -368,7 +374,7 @@ class Transaction:
             topology.request_refresh()
             return replies.SLOT_NOT_SERVED.encode()
         conn = self._state.pool.dedicated(addr, self.session.resp3)
-        _hold(self.session, conn)
+        self._state.held.hold(self.session, conn)
         self.up = _Upstream(conn, self._state.loop)
         self.slot = slot
         return None
@@ -426,13 +432,18 @@ class Transaction:
 
     def _send(self, up: _Upstream, raw: bytes, entry: _Relay | _Queued | _Exec) -> None:
         self._up_send(up, raw, entry)
-        self.session._queue.append(entry)
+        self.session.queue_reply_entry(entry)
 
     def _up_send(self, up: _Upstream, raw: bytes, waiter: Waiter) -> None:
         if self._shared:
             self._shared = False
-            up.wait_for([e for e in self.session._queue if getattr(e, "txn", None) is not self])
+            queued = self.session.queued_entries
+            up.wait_for([e for e in queued if getattr(e, "txn", None) is not self])
         up.send(raw, waiter)
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Close a dedicated connection this transaction is done with."""
+        self._state.held.release(self.session, conn)
 
     # --- EXEC, DISCARD, RESET -------------------------------------------------------------
 
@@ -459,7 +470,7 @@ class Transaction:
         self.up = None
         if up.conn.closed:
             session.reply(lost_before_exec(up.conn.addr))
-            _release(session, up.conn)
+            self.release(up.conn)
             self._uninstall()
             return
         self._finished = True
@@ -482,7 +493,7 @@ class Transaction:
         up, self.up = self.up, None
         self.buffered = []
         if up is not None:
-            self._up_send(up, last, _Close(self.session))
+            self._up_send(up, last, _Close(self))
 
     def explain_moving(self, raw: bytes, conn: UpstreamConnection, outcome: str) -> bytes:
         """A cluster error (MOVED/ASK/TRYAGAIN/CLUSTERDOWN) inside a transaction: the client,

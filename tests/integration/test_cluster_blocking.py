@@ -442,7 +442,7 @@ def test_too_many_blocked_clients(
 ) -> None:
     state = proxy.server.state
     assert state is not None
-    active = blocking.links_of(state).active
+    active = state.blocked.links.active
     monkeypatch.setattr(blocking, "MAX_BLOCKED", active + 1)
     with _client(proxy.port) as first, _client(proxy.port) as second:
         call = Background(lambda: first.blpop(["bl:cap"], 2))
