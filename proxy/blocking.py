@@ -41,11 +41,11 @@ log = structlog.get_logger("slotless.blocking")
 MAX_BLOCKED = 1024
 # Dedicated connections kept open for reuse, per (node, protocol).
 MAX_IDLE_PER_NODE = 32
-TOO_MANY: Final = ErrorReply("ERR slotless: too many blocked clients").encode()
+TOO_MANY: Final = replies.TOO_MANY_BLOCKED.encode()
 _CLIENT_ID: Final = pack_command([b"CLIENT", b"ID"])
 # Errors after which the blocking command certainly did not pop: send it again.
 _RETRY: Final = (b"-UNBLOCKED", b"-CLUSTERDOWN", b"-TRYAGAIN", b"-LOADING", b"-MASTERDOWN")
-_UPSTREAM: Final = b"-ERR upstream "
+_UPSTREAM: Final = replies.UPSTREAM_ERROR_PREFIX
 _UNBLOCK_RETRY: Final = 0.01  # CLIENT UNBLOCK raced ahead of the command: ask again
 _UNBLOCK_TRIES: Final = 300  # then close the connection: the node drops what it blocked
 

@@ -15,6 +15,7 @@ import structlog
 from conf import Config
 from proxy.pool import UpstreamPool
 from proxy.upstream import UpstreamConnection
+from routing import replies
 from routing.commands import CommandTable, parse_command_reply
 from routing.plan import Router
 from routing.resp import is_error, pack_command, parse_reply
@@ -251,7 +252,7 @@ class Topology:
                 raw = await waiter.future
         except TimeoutError:
             return None
-        if raw.startswith(b"-ERR upstream "):
+        if raw.startswith(replies.UPSTREAM_ERROR_PREFIX):
             return None
         return raw
 

@@ -43,7 +43,7 @@ _DISCARD = pack_command([b"DISCARD"])
 _RESET = pack_command([b"RESET"])
 _QUEUED = b"+QUEUED\r\n"
 _EMPTY_EXEC = b"*0\r\n"
-_UPSTREAM_LOST = b"-ERR upstream "
+_UPSTREAM_LOST = replies.UPSTREAM_ERROR_PREFIX
 _CONTROL = frozenset((b"exec", b"discard", b"multi", b"watch"))
 _GATE_POLL = 0.001  # seconds between checks of the replies a new binding waits for
 
