@@ -36,11 +36,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("slotless.blocking")
 
-# Upstream connections checked out for blocking commands at once, over all clients: past
-# this a blocking command gets TOO_MANY at once rather than waiting for a free one.
-MAX_BLOCKED = 1024
-# Dedicated connections kept open for reuse, per (node, protocol).
-MAX_IDLE_PER_NODE = 32
 TOO_MANY: Final = replies.TOO_MANY_BLOCKED.encode()
 _CLIENT_ID: Final = pack_command([b"CLIENT", b"ID"])
 # Errors after which the blocking command certainly did not pop: send it again.
@@ -76,9 +71,13 @@ class Links:
         self._state = state
         self._idle: dict[tuple[str, bool], list[_Link]] = {}
         self.active = 0
+        # Kept open for reuse, per (node, protocol); upstream.* applies on a restart.
+        self._max_idle = state.config.upstream.max_idle_dedicated
 
     def acquire(self, addr: str, resp3: bool) -> _Link | None:
-        if self.active >= MAX_BLOCKED:
+        # Past limits.max_blocked_clients (read now: a reload applies) a blocking command
+        # gets TOO_MANY at once rather than waiting for a free connection.
+        if self.active >= self._state.config.limits.max_blocked_clients:
             return None
         self.active += 1
         idle = self._idle.get((addr, resp3))
@@ -97,7 +96,7 @@ class Links:
         if conn.closed:
             return
         idle = self._idle.setdefault((conn.addr, conn.resp3), [])
-        if conn.pending or link.id is None or len(idle) >= MAX_IDLE_PER_NODE:
+        if conn.pending or link.id is None or len(idle) >= self._max_idle:
             conn.close()
         else:
             idle.append(link)

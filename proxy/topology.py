@@ -23,8 +23,6 @@ from routing.slotmap import SlotMap, distinct, parse_addr
 
 log = structlog.get_logger("slotless.topology")
 
-MIN_REFRESH_GAP = 0.2  # seconds between two refreshes, however many MOVEDs arrive
-
 
 class FutureWaiter:
     """Bridges a pipelined reply to a coroutine."""
@@ -176,7 +174,7 @@ class Topology:
                     await self._wake.wait()
             except TimeoutError:
                 pass
-            gap = self._last_refresh + MIN_REFRESH_GAP - self._loop.time()
+            gap = self._last_refresh + self._upstream.min_refresh_gap - self._loop.time()
             if gap > 0:
                 await asyncio.sleep(gap)
             self._wake.clear()
