@@ -326,6 +326,11 @@ _UPSTREAM: Final[Mapping[str, _Parser]] = {
     "read_from": _choice(
         "primary", "prefer-replica", "replica", "any", aliases={"prefer_replica": "prefer-replica"}
     ),
+    "max_idle_dedicated": _count(0),
+    "min_refresh_gap": _duration(allow_zero=True),
+    "reconnect_backoff": _duration(),
+    "reconnect_backoff_max": _duration(),
+    "resubscribe_backoff_max": _duration(),
 }
 _LIMITS: Final[Mapping[str, _Parser]] = {
     "proto_max_bulk_len": _size,
@@ -333,6 +338,10 @@ _LIMITS: Final[Mapping[str, _Parser]] = {
     "max_inline_len": _size,
     "max_clients": _count(1),
     "client_idle_timeout": _duration(allow_zero=True),
+    "max_blocked_clients": _count(1),
+    "max_pending_replies": _count(2),
+    "max_pubsub_backlog": _count(1),
+    "script_cache_size": _size,
 }
 _LOG: Final[Mapping[str, _Parser]] = {
     "level": _choice("debug", "info", "warning", "error", aliases={"warn": "warning"}),
@@ -428,6 +437,13 @@ def _parse_upstream(value: object, environ: Mapping[str, str]) -> UpstreamConfig
         )
     if upstream.username is not None and upstream.password is None:
         raise _KeyPathError("upstream.username", "a username needs a password (or password_env)")
+    for key in ("reconnect_backoff_max", "resubscribe_backoff_max"):
+        if getattr(upstream, key) < upstream.reconnect_backoff:
+            raise _KeyPathError(
+                f"upstream.{key}",
+                f"must be at least upstream.reconnect_backoff ({upstream.reconnect_backoff:g}s),"
+                f" got {getattr(upstream, key):g}s",
+            )
     return upstream
 
 

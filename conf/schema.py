@@ -51,6 +51,16 @@ class UpstreamConfig:
     # Cluster mode: where read-only commands go. primary | prefer-replica (replicas, the
     # primary when none is reachable) | replica (replicas while the map lists one) | any.
     read_from: ReadFrom = "primary"
+    # Idle dedicated connections (those blocking commands borrow) kept open per node.
+    max_idle_dedicated: int = 32
+    # Slot map refreshes at most this often, however many MOVEDs ask for one.
+    min_refresh_gap: float = 0.2
+    # An unreachable node is tried again after reconnect_backoff, doubling up to
+    # reconnect_backoff_max; pub/sub restores lost subscriptions likewise, up to
+    # resubscribe_backoff_max.
+    reconnect_backoff: float = 0.05
+    reconnect_backoff_max: float = 1.0
+    resubscribe_backoff_max: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +72,17 @@ class LimitsConfig:
     # Close a client idle this long (Redis's `timeout`); 0 = never. Clients blocked in a
     # command or subscribed to channels are not idle.
     client_idle_timeout: float = 0.0
+    # Blocking commands (BLPOP, XREAD BLOCK, ...) waiting at once, over all clients; each
+    # holds an upstream connection. Past this a blocking command gets an error at once.
+    max_blocked_clients: int = 1024
+    # Replies one client may be owed at once; past this slotless stops reading from it until
+    # half are written, so a client that pipelines and never reads holds bounded memory.
+    max_pending_replies: int = 1024
+    # Messages queued for one subscriber that does not read; past this it is disconnected,
+    # as Redis does past client-output-buffer-limit pubsub.
+    max_pubsub_backlog: int = 100_000
+    # Script bodies kept (least recently used dropped) so that EVALSHA never sees NOSCRIPT.
+    script_cache_size: int = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

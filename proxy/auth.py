@@ -22,27 +22,20 @@ from proxy import txn
 from proxy.contracts import Entry, ServerContext, SessionLike
 from routing import replies
 from routing.commands import CommandSpec, CommandTable
-from routing.resp import OK, Args, ErrorReply, encode_status
+from routing.resp import OK, Args, encode_status
 
 log = structlog.get_logger("slotless.auth")
 
-NOAUTH: Final = ErrorReply("NOAUTH Authentication required.").encode()
-WRONGPASS: Final = ErrorReply(
-    "WRONGPASS invalid username-password pair or user is disabled."
-).encode()
-HELLO_NOAUTH: Final = ErrorReply(
-    "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
-    "HELLO AUTH <user> <pass> option can be used to authenticate the client and select "
-    "the RESP protocol version at the same time"
-).encode()
+NOAUTH: Final = replies.NOAUTH.encode()
+WRONGPASS: Final = replies.WRONGPASS.encode()
+HELLO_NOAUTH: Final = replies.HELLO_NOAUTH.encode()
 RESET: Final = encode_status(b"RESET")
 DEFAULT_USER: Final = b"default"
 
 
 def noperm(fullname: bytes) -> bytes:
     """server.c processCommand, ACL_DENIED_CMD (Redis 7.0 wording)."""
-    name = fullname.decode("utf-8", "replace")
-    return ErrorReply(f"NOPERM this user has no permissions to run the '{name}' command").encode()
+    return replies.noperm(fullname).encode()
 
 
 # -- command rules ---------------------------------------------------------------------------
@@ -350,8 +343,7 @@ class ClientGate:
                 rest += args[i : i + 2]
                 i += 2
             else:
-                opt = args[i].decode("utf-8", "replace")
-                self.answer(ErrorReply(f"ERR Syntax error in HELLO option '{opt}'").encode())
+                self.answer(replies.hello_syntax(args[i]).encode())
                 return
         if credentials is not None and not self.login(*credentials):
             self.answer(WRONGPASS)

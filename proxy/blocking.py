@@ -32,16 +32,11 @@ from routing.resp import Args, ErrorReply, error_message, is_error, pack_command
 
 log = structlog.get_logger("slotless.blocking")
 
-# Upstream connections checked out for blocking commands at once, over all clients: past
-# this a blocking command gets TOO_MANY at once rather than waiting for a free one.
-MAX_BLOCKED = 1024
-# Dedicated connections kept open for reuse, per (node, protocol).
-MAX_IDLE_PER_NODE = 32
-TOO_MANY: Final = ErrorReply("ERR slotless: too many blocked clients").encode()
+TOO_MANY: Final = replies.TOO_MANY_BLOCKED.encode()
 _CLIENT_ID: Final = pack_command([b"CLIENT", b"ID"])
 # Errors after which the blocking command certainly did not pop: send it again.
 _RETRY: Final = (b"-UNBLOCKED", b"-CLUSTERDOWN", b"-TRYAGAIN", b"-LOADING", b"-MASTERDOWN")
-_UPSTREAM: Final = b"-ERR upstream "
+_UPSTREAM: Final = replies.UPSTREAM_ERROR_PREFIX
 _UNBLOCK_RETRY: Final = 0.01  # CLIENT UNBLOCK raced ahead of the command: ask again
 _UNBLOCK_TRIES: Final = 300  # then close the connection: the node drops what it blocked
 
@@ -72,9 +67,13 @@ class Links:
         self._state = state
         self._idle: dict[tuple[str, bool], list[_Link]] = {}
         self.active = 0
+        # Kept open for reuse, per (node, protocol); upstream.* applies on a restart.
+        self._max_idle = state.config.upstream.max_idle_dedicated
 
     def acquire(self, addr: str, resp3: bool) -> _Link | None:
-        if self.active >= MAX_BLOCKED:
+        # Past limits.max_blocked_clients (read now: a reload applies) a blocking command
+        # gets TOO_MANY at once rather than waiting for a free connection.
+        if self.active >= self._state.config.limits.max_blocked_clients:
             return None
         self.active += 1
         idle = self._idle.get((addr, resp3))
@@ -93,7 +92,7 @@ class Links:
         if conn.closed:
             return
         idle = self._idle.setdefault((conn.addr, conn.resp3), [])
-        if conn.pending or link.id is None or len(idle) >= MAX_IDLE_PER_NODE:
+        if conn.pending or link.id is None or len(idle) >= self._max_idle:
             conn.close()
         else:
             idle.append(link)

@@ -23,7 +23,7 @@ from routing.resp import RequestLimits, pack_command, parse_requests
 from routing.route import Routed, assemble
 
 _NO_SLOT_MAP = replies.NO_TOPOLOGY.encode()
-UPSTREAM_ERROR_PREFIX = b"-ERR upstream "
+UPSTREAM_ERROR_PREFIX = replies.UPSTREAM_ERROR_PREFIX
 # Errors after which a request may be sent again: cluster states, and failed connections.
 _RETRY_CANDIDATES = (*CLUSTER_ERROR_PREFIXES, UPSTREAM_ERROR_PREFIX)
 _LIMITS = RequestLimits()

@@ -195,7 +195,7 @@ class FanoutExecutor:
         if sub == b"flush":
             self.scripts.clear()
         elif sub == b"load" and len(args) == 3:
-            return self.scripts.remember(args[2])
+            return self.scripts.remember(args[2], self._state.config.limits.script_cache_size)
         return None
 
     async def _send_fresh(self, addr: str, raw: bytes, waiter: Waiter) -> None:
@@ -242,7 +242,8 @@ class FanoutExecutor:
         scripts = self.scripts
         raw = pack_command(args)
         is_eval = args[0].lower() in (b"eval", b"eval_ro")
-        sha = scripts.remember(args[1]) if is_eval else args[1].lower()
+        limit = self._state.config.limits.script_cache_size
+        sha = scripts.remember(args[1], limit) if is_eval else args[1].lower()
         request = ScriptRequest(dispatcher, session, raw, slot, scripts, sha)
         addr = self._node_for(slot)
         if addr is None:

@@ -22,7 +22,6 @@ from routing.plan import ANY_NODE, LOCAL_COMMANDS, PUBSUB_COMMANDS, TXN_COMMANDS
 from routing.resp import (
     OK,
     Args,
-    ErrorReply,
     RequestLimits,
     encode_array,
     encode_bulk,
@@ -56,15 +55,10 @@ class SessionContext(LocalContext, Protocol[_Session]):
     def on_session_closed(self, session: _Session) -> None: ...
 
 
-_NO_SUCH_CLIENT = ErrorReply("ERR No such client").encode()
-_NO_PASSWORD = ErrorReply(
-    "ERR AUTH <password> called without any password configured for the default user. "
-    "Are you sure your configuration is correct?"
-).encode()
-_WRONGPASS = ErrorReply("WRONGPASS invalid username-password pair or user is disabled.").encode()
-_BAD_NAME = ErrorReply(
-    "ERR Client names cannot contain spaces, newlines or special characters."
-).encode()
+_NO_SUCH_CLIENT = replies.NO_SUCH_CLIENT.encode()
+_NO_PASSWORD = replies.AUTH_NO_PASSWORD.encode()
+_WRONGPASS = replies.WRONGPASS.encode()
+_BAD_NAME = replies.BAD_CLIENT_NAME.encode()
 
 
 class LocalCommands:
@@ -173,7 +167,7 @@ class LocalCommands:
         if len(args) >= 2:
             version = string2ll(args[1])
             if version is None:
-                return ErrorReply("ERR Protocol version is not an integer or out of range").encode()
+                return replies.PROTOCOL_VERSION.encode()
             if version not in (2, 3):
                 return replies.NOPROTO.encode()
         return None
@@ -196,9 +190,7 @@ class LocalCommands:
                 self.name = args[i + 1] or None
                 i += 2
             else:
-                return ErrorReply(
-                    f"ERR Syntax error in HELLO option '{option.decode(errors='replace')}'"
-                ).encode()
+                return replies.hello_syntax(option).encode()
         if len(args) >= 2:
             self._session.resp3 = args[1] == b"3"
         resp3 = self._session.resp3
@@ -286,7 +278,7 @@ class LocalCommands:
             for raw in args[3:]:
                 cid = string2ll(raw)
                 if cid is None:
-                    return ErrorReply("ERR Invalid client ID").encode()
+                    return replies.INVALID_CLIENT_ID.encode()
                 ids.add(cid)
             sessions = [s for s in sessions if s.id in ids]
         elif argc != 2:
@@ -335,7 +327,7 @@ class LocalCommands:
         if option == b"id":
             cid = string2ll(value)
             if cid is None or cid < 1:
-                return None, ErrorReply("ERR client-id should be greater than 0").encode()
+                return None, replies.CLIENT_ID_RANGE.encode()
             return (lambda s: s.id == cid), None
         if option == b"type":
             kind = _CLIENT_TYPES.get(value.lower())
@@ -345,7 +337,7 @@ class LocalCommands:
         if option == b"user":
             gate = self.gate
             if value != b"default" and (gate is None or not gate.knows_user(value)):
-                return None, ErrorReply(f"ERR No such user '{text}'").encode()
+                return None, replies.no_such_user(value).encode()
             return (lambda s: s.local.user_name == value), None
         if option == b"addr":
             return (lambda s: s.peer == text), None
@@ -359,15 +351,13 @@ class LocalCommands:
         attr = args[2].lower()
         if attr == b"lib-name":
             if not _valid_name(args[3]):
-                return ErrorReply(
-                    "ERR lib-name cannot contain spaces, newlines or special characters."
-                ).encode()
+                return replies.BAD_LIB_NAME.encode()
             self.lib_name = args[3]
             return OK
         if attr == b"lib-ver":
             self.lib_ver = args[3]
             return OK
-        return ErrorReply(f"ERR Unrecognized option '{args[2].decode(errors='replace')}'").encode()
+        return replies.unrecognized_option(args[2]).encode()
 
     @property
     def user_name(self) -> bytes:
@@ -425,7 +415,7 @@ def _client_type(session: SessionLike) -> bytes:
 
 
 def _unknown_type(name: bytes) -> bytes:
-    return ErrorReply(f"ERR Unknown client type '{name.decode('utf-8', 'replace')}'").encode()
+    return replies.unknown_client_type(name).encode()
 
 
 def _valid_name(name: bytes) -> bool:

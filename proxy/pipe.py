@@ -16,6 +16,7 @@ import structlog
 
 from proxy.contracts import ServerContext, SessionLike
 from proxy.upstream import tune_socket
+from routing import replies
 from routing.resp import Args, is_error, pack_command, reply_end
 from routing.slotmap import parse_addr
 
@@ -68,10 +69,7 @@ class Pipe(asyncio.Protocol):
             async with asyncio.timeout(connect_timeout):
                 await loop.create_connection(lambda: self, host, port)
         except (OSError, TimeoutError) as exc:
-            self._buf += b"-ERR upstream %s connect failed (%s)\r\n" % (
-                addr.encode(),
-                str(exc).encode(),
-            )
+            self._buf += replies.upstream_error(addr, f"connect failed ({exc})").encode()
             self._session.on_ready()
             self._session.close_after_replies()
 
@@ -105,7 +103,7 @@ class Pipe(asyncio.Protocol):
         for `reply`. In MULTI that flags the transaction (EXECABORT) as a refusal does."""
         self._injected += 1
         marker = b"slotless-reply-%s-%d" % (self._nonce, self._injected)
-        self._swaps.append((b"-ERR unknown command '" + marker + b"'", reply))
+        self._swaps.append((replies.unknown_command_start(marker), reply))
         self.send(pack_command([marker]))
 
     def _swap(self) -> None:

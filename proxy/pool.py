@@ -151,7 +151,12 @@ class UpstreamPool:
 
     def _mark_down(self, addr: str, why: str) -> None:
         previous = self._down.get(addr)
-        backoff = min(previous[1] * 2, 1.0) if previous else 0.05
+        config = self._config
+        backoff = (
+            min(previous[1] * 2, config.reconnect_backoff_max)
+            if previous
+            else config.reconnect_backoff
+        )
         self._down[addr] = (self._loop.time() + backoff, backoff, why)
         if previous is None:
             log.warning("upstream_connect_failed", node=addr, reason=why)

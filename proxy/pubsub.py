@@ -44,11 +44,6 @@ log = structlog.get_logger("slotless.pubsub")
 
 _BATCH = 512  # names per upstream (re)subscribe request
 _CHECK_INTERVAL = 1.0  # seconds between checks of the slot map for moved shard channels
-_MIN_BACKOFF = 0.05
-_MAX_BACKOFF = 2.0
-# A subscriber this far behind is dropped, as Redis drops one past its pubsub output buffer
-# limit (client-output-buffer-limit pubsub 32mb): messages must not pile up without bound.
-_MAX_BACKLOG = 100_000
 _KIND_OF_WORD: dict[bytes, tuple[Kind, int]] = {
     word: (kind, i) for kind, words in UPSTREAM_WORDS.items() for i, word in enumerate(words)
 }
@@ -183,7 +178,9 @@ class ClientPubSub:
 
     def deliver(self, raw2: bytes, raw3: bytes) -> None:
         session = self.session
-        if len(session.queued_entries) >= _MAX_BACKLOG:
+        # Too far behind (limits.max_pubsub_backlog): dropped, as Redis drops a subscriber past
+        # client-output-buffer-limit pubsub; messages must not pile up without bound.
+        if len(session.queued_entries) >= self.hub.state.config.limits.max_pubsub_backlog:
             if session.closed:
                 return
             log.warning("pubsub_client_too_slow", conn_id=session.id)
@@ -530,7 +527,8 @@ class Hub:
     # --- repair --------------------------------------------------------------------------
 
     async def _maintain(self) -> None:
-        backoff = _MIN_BACKOFF
+        upstream = self.state.config.upstream
+        backoff = upstream.reconnect_backoff
         try:
             while True:
                 try:
@@ -540,10 +538,10 @@ class Hub:
                     pass
                 self._wake.clear()
                 if await self._repair():
-                    backoff = _MIN_BACKOFF
+                    backoff = upstream.reconnect_backoff
                     continue
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                backoff = min(backoff * 2, upstream.resubscribe_backoff_max)
                 self._wake.set()
         finally:
             self._close_all()

@@ -18,30 +18,29 @@ from proxy.upstream import UpstreamConnection
 from routing.redirect import CLUSTER_ERROR_PREFIXES
 from routing.resp import is_error, pack_command
 
-MAX_SCRIPT_BYTES = 32 * 1024 * 1024
 MAX_LOADED_PER_NODE = 10_000
 
 
 class ScriptCache:
-    __slots__ = ("_bodies", "_loaded", "_max_bytes", "_size")
+    __slots__ = ("_bodies", "_loaded", "_size")
 
-    def __init__(self, max_bytes: int = MAX_SCRIPT_BYTES) -> None:
+    def __init__(self) -> None:
         self._bodies: OrderedDict[bytes, bytes] = OrderedDict()
         self._loaded: dict[str, set[bytes]] = {}  # node -> SHAs it has run or loaded
-        self._max_bytes = max_bytes
         self._size = 0
 
-    def remember(self, body: bytes) -> bytes:
-        """Keep `body`; returns its SHA1 as Redis names it (lowercase hex)."""
+    def remember(self, body: bytes, max_bytes: int) -> bytes:
+        """Keep `body` within `max_bytes` of bodies (limits.script_cache_size, read at each
+        call so a reload applies); returns its SHA1 as Redis names it (lowercase hex)."""
         sha = hashlib.sha1(body).hexdigest().encode()
         if sha in self._bodies:
             self._bodies.move_to_end(sha)
             return sha
-        if len(body) > self._max_bytes:
+        if len(body) > max_bytes:
             return sha
         self._bodies[sha] = body
         self._size += len(body)
-        while self._size > self._max_bytes:
+        while self._size > max_bytes:
             _, dropped = self._bodies.popitem(last=False)
             self._size -= len(dropped)
         return sha

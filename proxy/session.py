@@ -23,19 +23,13 @@ from proxy.pipe import Pipe
 from routing import replies
 from routing.fanout import Special
 from routing.plan import Local, Plan
-from routing.resp import Args, encode_error
+from routing.resp import Args
 from routing.route import route_batch
 
 if TYPE_CHECKING:
     from proxy.local import SessionContext
 
 log = structlog.get_logger("slotless.session")
-
-# Backpressure: stop reading from a client while this many replies are owed to it, or
-# while its socket buffer is above the transport's high-water mark (pause_writing).
-# A client that sends and never reads then holds at most this many replies in memory;
-# pipelines deeper than this still work, they are just read in slices.
-MAX_PENDING_REPLIES = 1024
 
 
 class Entry(Protocol):
@@ -61,6 +55,10 @@ class ClientSession(asyncio.Protocol):
         self._state = state
         self._loop = state.loop
         self._reader = RequestReader(state.request_limits)
+        # Backpressure: stop reading while this many replies are owed, or while the socket
+        # buffer is above the transport's high-water mark (pause_writing). Deeper pipelines
+        # still work; they are read in slices.
+        self._max_pending = state.config.limits.max_pending_replies
         self._queue: deque[Entry] = deque()
         self._transport: asyncio.Transport | None = None
         self.flush_scheduled = False
@@ -113,7 +111,7 @@ class ClientSession(asyncio.Protocol):
     def _run(self, requests: list[Args]) -> None:
         """Serve what one read delivered, at most up to the pending-replies bound; the
         rest waits (parsed, its size bounded by one read) until replies drain."""
-        room = MAX_PENDING_REPLIES - len(self._queue) - self._batched
+        room = self._max_pending - len(self._queue) - self._batched
         if len(requests) > room:
             self._backlog = requests[max(room, 0) :]
             requests = requests[: max(room, 0)]
@@ -127,10 +125,10 @@ class ClientSession(asyncio.Protocol):
         if self._closing:
             self._backlog = None
         elif self._backlog is None and self._reader.error is not None:
-            self._queue.append(Ready(encode_error("ERR " + self._reader.error)))
+            self._queue.append(Ready(replies.protocol_error(self._reader.error).encode()))
             self._closing = True
             self.on_ready()
-        if len(self._queue) + self._batched > MAX_PENDING_REPLIES:
+        if len(self._queue) + self._batched > self._max_pending:
             self._pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -306,7 +304,7 @@ class ClientSession(asyncio.Protocol):
         if (
             self._reading_paused
             and not self._writing_paused
-            and len(self._queue) + self._batched <= MAX_PENDING_REPLIES // 2
+            and len(self._queue) + self._batched <= self._max_pending // 2
             and self._transport is not None
             and not self._closed
         ):
@@ -316,7 +314,7 @@ class ClientSession(asyncio.Protocol):
                 self._run(backlog)
                 if self._backlog is not None or self._closing:
                     return
-                if len(self._queue) + self._batched > MAX_PENDING_REPLIES // 2:
+                if len(self._queue) + self._batched > self._max_pending // 2:
                     return  # the next flush comes back here
             self._reading_paused = False
             self._transport.resume_reading()

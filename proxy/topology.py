@@ -16,14 +16,13 @@ import structlog
 from conf import Config
 from proxy.pool import UpstreamPool
 from proxy.upstream import UpstreamConnection
+from routing import replies
 from routing.commands import CommandTable, parse_command_reply
 from routing.plan import Router
 from routing.resp import is_error, pack_command, parse_reply
 from routing.slotmap import SlotMap, distinct, parse_addr
 
 log = structlog.get_logger("slotless.topology")
-
-MIN_REFRESH_GAP = 0.2  # seconds between two refreshes, however many MOVEDs arrive
 
 
 class FutureWaiter:
@@ -185,7 +184,7 @@ class Topology:
                     await self._wake.wait()
             except TimeoutError:
                 pass
-            gap = self._last_refresh + MIN_REFRESH_GAP - self._loop.time()
+            gap = self._last_refresh + self._upstream.min_refresh_gap - self._loop.time()
             if gap > 0:
                 await asyncio.sleep(gap)
             self._wake.clear()
@@ -261,7 +260,7 @@ class Topology:
                 raw = await waiter.future
         except TimeoutError:
             return None
-        if raw.startswith(b"-ERR upstream "):
+        if raw.startswith(replies.UPSTREAM_ERROR_PREFIX):
             return None
         return raw
 

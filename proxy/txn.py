@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections import deque
+from collections.abc import Sequence
 from typing import Protocol
 
 from proxy.contracts import Entry, ServerContext, SessionLike
@@ -40,9 +42,8 @@ _DISCARD = pack_command([b"DISCARD"])
 _RESET = pack_command([b"RESET"])
 _QUEUED = b"+QUEUED\r\n"
 _EMPTY_EXEC = b"*0\r\n"
-_UPSTREAM_LOST = b"-ERR upstream "
+_UPSTREAM_LOST = replies.UPSTREAM_ERROR_PREFIX
 _CONTROL = frozenset((b"exec", b"discard", b"multi", b"watch"))
-_GATE_POLL = 0.001  # seconds between checks of the replies a new binding waits for
 
 
 class HeldConnections:
@@ -195,40 +196,68 @@ class _Exec:
         txn.lift_barrier()
 
 
+class _Gate:
+    """An entry in the client's reply queue, right behind the replies a gate waits for.
+    The session writes replies in request order, so it reaches this entry (reads its
+    `reply` at the head of the queue) exactly when all of those are in: that opens it."""
+
+    __slots__ = ("_opened", "_queue", "_up", "held")
+
+    def __init__(self, up: _Upstream, queue: Sequence[Entry]) -> None:
+        self._up = up
+        self._queue = queue
+        self._opened = False
+        self.held: list[tuple[bytes, Waiter]] = []
+
+    @property
+    def reply(self) -> bytes | None:
+        if self._opened:
+            return b""
+        if not self._queue or self._queue[0] is not self:
+            return None
+        self._opened = True
+        # Not from inside the session's flush: sending can answer waiters at once.
+        self._up.loop.call_soon(self._up.on_open, self)
+        return b""  # nothing for the client: the flush moves on
+
+    @reply.setter
+    def reply(self, value: bytes | None) -> None:
+        # Entry's attribute is settable; only an entry sets its own reply, and a gate's
+        # comes from its place in the queue.
+        raise AttributeError("a gate opens when the session reaches it")
+
+
 class _Upstream:
     """The dedicated connection behind a gate: what is sent to it waits until the replies
     owed for requests that went over shared connections before it are in, so the
     transaction sees a pipelined write sent before it, as on one server."""
 
-    __slots__ = ("_held", "_loop", "_prior", "conn")
+    __slots__ = ("_gates", "conn", "loop")
 
     def __init__(self, conn: UpstreamConnection, loop: asyncio.AbstractEventLoop) -> None:
         self.conn = conn
-        self._loop = loop
-        self._prior: list[Entry] = []
-        self._held: list[tuple[bytes, Waiter]] | None = None
+        self.loop = loop
+        self._gates: deque[_Gate] = deque()  # in queue order; sends go behind the last
 
-    def wait_for(self, entries: list[Entry]) -> None:
-        """Hold what is sent from now on until these entries have their replies."""
-        pending = [entry for entry in entries if entry.reply is None]
-        if pending:
-            self._prior += pending
-            if self._held is None:
-                self._held = []
-                self._loop.call_later(_GATE_POLL, self._check)
+    def wait_for(self, session: SessionLike, entries: list[Entry]) -> None:
+        """Hold what is sent from now on until these entries of the session's queue (and
+        whatever precedes them there) have their replies."""
+        if any(entry.reply is None for entry in entries):
+            gate = _Gate(self, session.queued_entries)
+            self._gates.append(gate)
+            session.queue_reply_entry(gate)
 
     def send(self, raw: bytes, waiter: Waiter) -> None:
-        if self._held is None:
-            self.conn.send(raw, waiter)
+        if self._gates:
+            self._gates[-1].held.append((raw, waiter))
         else:
-            self._held.append((raw, waiter))
+            self.conn.send(raw, waiter)
 
-    def _check(self) -> None:
-        if not self.conn.closed and any(entry.reply is None for entry in self._prior):
-            self._loop.call_later(_GATE_POLL, self._check)
-            return
-        held, self._held, self._prior = self._held or [], None, []
-        for raw, waiter in held:
+    def on_open(self, gate: _Gate) -> None:
+        # Gates open in queue order: the first one's requests go out first.
+        assert self._gates[0] is gate
+        self._gates.popleft()
+        for raw, waiter in gate.held:
             self.conn.send(raw, waiter)
 
 
@@ -438,7 +467,7 @@ class Transaction:
         if self._shared:
             self._shared = False
             queued = self.session.queued_entries
-            up.wait_for([e for e in queued if getattr(e, "txn", None) is not self])
+            up.wait_for(self.session, [e for e in queued if getattr(e, "txn", None) is not self])
         up.send(raw, waiter)
 
     def release(self, conn: UpstreamConnection) -> None:

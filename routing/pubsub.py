@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from routing import replies
 from routing.resp import ErrorReply, Reply, encode_array, encode_bulk, encode_int, parse_reply
 
 Kind = Literal["channel", "pattern", "shard"]
@@ -38,11 +39,7 @@ ALLOWED_WHILE_SUBSCRIBED: Final = frozenset(
 
 def subscribed_state_error(fullname: bytes) -> bytes:
     """server.c processCommand: a RESP2 client in subscribed state ran `fullname`."""
-    text = fullname.decode("utf-8", "replace")
-    return ErrorReply(
-        f"ERR Can't execute '{text}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / "
-        "RESET are allowed in this context"
-    ).encode()
+    return replies.subscribed_state(fullname).encode()
 
 
 def encode_confirmation(word: bytes, name: bytes | None, count: int, resp3: bool) -> bytes:

@@ -25,6 +25,40 @@ UNEXPECTED_FANOUT: Final = ErrorReply(
     "ERR upstream returned an unexpected reply to a fan-out command"
 )
 NOPROTO: Final = ErrorReply("NOPROTO unsupported protocol version")
+# The start of every upstream_error(): tells slotless's own "node failed" reply from a node's.
+UPSTREAM_ERROR_PREFIX: Final = b"-ERR upstream "
+TOO_MANY_BLOCKED: Final = ErrorReply("ERR slotless: too many blocked clients")
+
+# server.c / acl.c / networking.c (AUTH, HELLO, CLIENT).
+NOAUTH: Final = ErrorReply("NOAUTH Authentication required.")
+WRONGPASS: Final = ErrorReply("WRONGPASS invalid username-password pair or user is disabled.")
+HELLO_NOAUTH: Final = ErrorReply(
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+    "HELLO AUTH <user> <pass> option can be used to authenticate the client and select "
+    "the RESP protocol version at the same time"
+)
+AUTH_NO_PASSWORD: Final = ErrorReply(
+    "ERR AUTH <password> called without any password configured for the default user. "
+    "Are you sure your configuration is correct?"
+)
+PROTOCOL_VERSION: Final = ErrorReply("ERR Protocol version is not an integer or out of range")
+BAD_CLIENT_NAME: Final = ErrorReply(
+    "ERR Client names cannot contain spaces, newlines or special characters."
+)
+BAD_LIB_NAME: Final = ErrorReply(
+    "ERR lib-name cannot contain spaces, newlines or special characters."
+)
+NO_SUCH_CLIENT: Final = ErrorReply("ERR No such client")
+INVALID_CLIENT_ID: Final = ErrorReply("ERR Invalid client ID")
+CLIENT_ID_RANGE: Final = ErrorReply("ERR client-id should be greater than 0")
+
+# multi.c / server.c (MULTI, EXEC, DISCARD, WATCH).
+NESTED_MULTI: Final = ErrorReply("ERR MULTI calls can not be nested")
+EXEC_WITHOUT_MULTI: Final = ErrorReply("ERR EXEC without MULTI")
+DISCARD_WITHOUT_MULTI: Final = ErrorReply("ERR DISCARD without MULTI")
+WATCH_INSIDE_MULTI: Final = ErrorReply("ERR WATCH inside MULTI is not allowed")
+EXECABORT: Final = ErrorReply("EXECABORT Transaction discarded because of previous errors.")
+NOT_IN_MULTI: Final = ErrorReply("ERR Command not allowed inside a transaction")
 
 
 def wrong_arity(name: bytes) -> ErrorReply:
@@ -63,6 +97,79 @@ def disabled(name: bytes) -> ErrorReply:
 def upstream_error(node: str, what: str) -> ErrorReply:
     """A node failed while serving a command; name the node so operators can find it."""
     return ErrorReply(f"ERR upstream {node} {what}")
+
+
+def noperm(fullname: bytes) -> ErrorReply:
+    """server.c processCommand, ACL_DENIED_CMD (Redis 7.0 wording)."""
+    return ErrorReply(f"NOPERM this user has no permissions to run the '{_text(fullname)}' command")
+
+
+def hello_syntax(option: bytes) -> ErrorReply:
+    """networking.c helloCommand: an option it does not know."""
+    return ErrorReply(f"ERR Syntax error in HELLO option '{_text(option)}'")
+
+
+def no_such_user(name: bytes) -> ErrorReply:
+    """networking.c clientCommand, CLIENT KILL USER."""
+    return ErrorReply(f"ERR No such user '{_text(name)}'")
+
+
+def unrecognized_option(option: bytes) -> ErrorReply:
+    """networking.c clientSetinfoCommand."""
+    return ErrorReply(f"ERR Unrecognized option '{_text(option)}'")
+
+
+def unknown_client_type(name: bytes) -> ErrorReply:
+    """networking.c clientCommand, CLIENT LIST/KILL TYPE."""
+    return ErrorReply(f"ERR Unknown client type '{_text(name)}'")
+
+
+def unknown_command_start(name: bytes) -> bytes:
+    """How a node's unknown-command error for `name` begins (server.c processCommand), to find
+    it in a reply stream; bytes, since `name` must match exactly."""
+    return b"-ERR unknown command '" + name + b"'"
+
+
+def subscribed_state(fullname: bytes) -> ErrorReply:
+    """server.c processCommand: a RESP2 client in subscribed state ran `fullname`."""
+    return ErrorReply(
+        f"ERR Can't execute '{_text(fullname)}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / "
+        "QUIT / RESET are allowed in this context"
+    )
+
+
+def execabort_because(reason: bytes) -> bytes:
+    """multi.c execCommandAbort; bytes, since `reason` is the node's own text, passed on as is."""
+    return b"-EXECABORT Transaction discarded because of: " + reason + b"\r\n"
+
+
+def txn_lost_before_exec(node: str) -> ErrorReply:
+    """A transaction's connection failed before EXEC was sent: the node discarded it all."""
+    return ErrorReply(
+        f"ERR slotless: the connection to node {node} was lost before EXEC; nothing was applied"
+    )
+
+
+def txn_lost_in_exec(node: str, established: bool) -> ErrorReply:
+    """EXEC's reply never came: applied or not is unknown once the request could be sent."""
+    if not established:
+        return ErrorReply(f"ERR slotless: could not connect to node {node}; nothing was applied")
+    return ErrorReply(
+        f"ERR slotless: the connection to node {node} was lost after EXEC was sent; "
+        "the transaction may or may not have been applied"
+    )
+
+
+def txn_slot_moving(slot: int | None, code: str, outcome: str) -> ErrorReply:
+    """A MOVED/ASK/TRYAGAIN/CLUSTERDOWN (`code`) inside a transaction, told to a client that
+    sees one server: what happened, and what it means for the transaction (`outcome`)."""
+    what = f"slot {slot} is moving between nodes" if slot is not None else "cluster is busy"
+    return ErrorReply(f"ERR slotless: {what} ({code}); {outcome}")
+
+
+def protocol_error(text: str) -> ErrorReply:
+    """A client's framing error; `text` is routing/resp.py's "Protocol error: ..." wording."""
+    return ErrorReply("ERR " + text)
 
 
 def _text(raw: bytes) -> str:

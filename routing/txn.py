@@ -24,16 +24,15 @@ from routing.plan import (
     Router,
     Split,
 )
-from routing.resp import Args, ErrorReply, encode_error
+from routing.resp import Args
 from routing.slots import key_hash_slot
 
-# Redis 7.0 multi.c / server.c texts.
-NESTED_MULTI: Final = ErrorReply("ERR MULTI calls can not be nested")
-EXEC_WITHOUT_MULTI: Final = ErrorReply("ERR EXEC without MULTI")
-DISCARD_WITHOUT_MULTI: Final = ErrorReply("ERR DISCARD without MULTI")
-WATCH_INSIDE_MULTI: Final = ErrorReply("ERR WATCH inside MULTI is not allowed")
-EXECABORT: Final = ErrorReply("EXECABORT Transaction discarded because of previous errors.")
-NOT_IN_MULTI: Final = ErrorReply("ERR Command not allowed inside a transaction")
+# Texts live in routing/replies.py; proxy/txn.py still imports these names from here.
+NESTED_MULTI: Final = replies.NESTED_MULTI
+EXEC_WITHOUT_MULTI: Final = replies.EXEC_WITHOUT_MULTI
+DISCARD_WITHOUT_MULTI: Final = replies.DISCARD_WITHOUT_MULTI
+WATCH_INSIDE_MULTI: Final = replies.WATCH_INSIDE_MULTI
+EXECABORT: Final = replies.EXECABORT
 
 # Commands that act at once even inside MULTI (server.c processCommand's exceptions); the
 # session handles QUIT and RESET, proxy/txn.py the others.
@@ -87,7 +86,7 @@ def _plan_local(table: CommandTable, name: bytes, args: Args) -> QueuedPlan:
     if spec is None:
         return Refuse(replies.unknown_command(list(args)).encode())
     if b"no_multi" in spec.flags:
-        return Refuse(NOT_IN_MULTI.encode())
+        return Refuse(replies.NOT_IN_MULTI.encode())
     # Blocking commands: inside MULTI Redis runs them without blocking.
     return keys_slot(args, key_positions(spec, args) or ())
 
@@ -111,32 +110,22 @@ def watch_slot(args: Args) -> QueuedPlan:
 
 def exec_abort(raw_error: bytes) -> bytes:
     """EXEC refused by processCommand (multi.c execCommandAbort): the reason, sans prefix."""
-    message = raw_error[1:-2]
-    if message.startswith(b"ERR "):
-        message = message[4:]
-    return b"-EXECABORT Transaction discarded because of: " + message + b"\r\n"
+    message = raw_error[5:-2] if raw_error.startswith(b"-ERR ") else raw_error[1:-2]
+    return replies.execabort_because(message)
 
 
 def lost_before_exec(node: str) -> bytes:
     """The dedicated connection failed before EXEC was sent: the node discarded it all."""
-    return encode_error(
-        f"ERR slotless: the connection to node {node} was lost before EXEC; nothing was applied"
-    )
+    return replies.txn_lost_before_exec(node).encode()
 
 
 def lost_in_exec(node: str, established: bool) -> bytes:
     """EXEC's reply never came: applied or not is unknown once the request could be sent."""
-    if not established:
-        return encode_error(f"ERR slotless: could not connect to node {node}; nothing was applied")
-    return encode_error(
-        f"ERR slotless: the connection to node {node} was lost after EXEC was sent; "
-        "the transaction may or may not have been applied"
-    )
+    return replies.txn_lost_in_exec(node, established).encode()
 
 
 def slot_moving(slot: int | None, raw_error: bytes, outcome: str) -> bytes:
     """A MOVED/ASK/TRYAGAIN/CLUSTERDOWN inside a transaction, told to a client that sees one
     server: what happened, and what it means for the transaction (`outcome`)."""
     code = raw_error[1:-2].split(b" ", 1)[0].decode("ascii", "replace")
-    what = f"slot {slot} is moving between nodes" if slot is not None else "cluster is busy"
-    return encode_error(f"ERR slotless: {what} ({code}); {outcome}")
+    return replies.txn_slot_moving(slot, code, outcome).encode()

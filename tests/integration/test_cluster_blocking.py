@@ -7,6 +7,7 @@ vanished element behind; a slot that moves or a node that dies ends the wait.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import struct
 import threading
@@ -443,7 +444,8 @@ def test_too_many_blocked_clients(
     state = proxy.server.state
     assert state is not None
     active = state.blocked.links.active
-    monkeypatch.setattr(blocking, "MAX_BLOCKED", active + 1)
+    limits = dataclasses.replace(state.config.limits, max_blocked_clients=active + 1)
+    monkeypatch.setattr(state, "config", dataclasses.replace(state.config, limits=limits))
     with _client(proxy.port) as first, _client(proxy.port) as second:
         call = Background(lambda: first.blpop(["bl:cap"], 2))
         node = owner(redis_cluster, b"bl:cap")

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from conf.schema import LimitsConfig
 from proxy.localcluster import Cluster, RedisProcess, command
-from proxy.session import MAX_PENDING_REPLIES
 from tests.integration.proxy_process import slotless_process
 from tests.integration.proxy_thread import ProxyThread, proxy_config
+
+MAX_PENDING_REPLIES = LimitsConfig().max_pending_replies
 
 
 @pytest.mark.parametrize("mode", ["standalone", "cluster"])

@@ -488,3 +488,66 @@ def test_resilience_key_errors(extra: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse(upstream(extra))
     assert str(info.value).startswith(f"{SOURCE}: {message}")
+
+
+def test_tuning_key_defaults() -> None:
+    up = UpstreamConfig()
+    assert (up.max_idle_dedicated, up.min_refresh_gap) == (32, 0.2)
+    assert (up.reconnect_backoff, up.reconnect_backoff_max, up.resubscribe_backoff_max) == (
+        0.05,
+        1.0,
+        2.0,
+    )
+    limits = LimitsConfig()
+    assert (limits.max_blocked_clients, limits.max_pubsub_backlog) == (1024, 100_000)
+    assert limits.script_cache_size == 32 * 1024 * 1024
+    assert limits.max_pending_replies == 1024
+
+
+def test_tuning_keys() -> None:
+    config = parse(
+        upstream(
+            "max_idle_dedicated: 0, min_refresh_gap: 0, reconnect_backoff: 10ms, "
+            "reconnect_backoff_max: 10ms, resubscribe_backoff_max: 5s"
+        )
+        + "\nlimits: {max_blocked_clients: 8, max_pubsub_backlog: 500, script_cache_size: 1mb,"
+        " max_pending_replies: 64}"
+    )
+    up = config.upstream
+    assert (up.max_idle_dedicated, up.min_refresh_gap) == (0, 0.0)
+    assert (up.reconnect_backoff, up.reconnect_backoff_max, up.resubscribe_backoff_max) == (
+        0.01,
+        0.01,
+        5.0,
+    )
+    limits = config.limits
+    assert (limits.max_blocked_clients, limits.max_pubsub_backlog) == (8, 500)
+    assert limits.script_cache_size == 1024 * 1024
+    assert limits.max_pending_replies == 64
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (upstream("max_idle_dedicated: -1"), "upstream.max_idle_dedicated: must be at least 0"),
+        (upstream("min_refresh_gap: soon"), "upstream.min_refresh_gap: expected a duration"),
+        (upstream("reconnect_backoff: 0"), "upstream.reconnect_backoff: must be greater than zero"),
+        (
+            upstream("reconnect_backoff: 2s"),
+            "upstream.reconnect_backoff_max: must be at least upstream.reconnect_backoff (2s),"
+            " got 1s",
+        ),
+        (
+            upstream("reconnect_backoff: 100ms, resubscribe_backoff_max: 50ms"),
+            "upstream.resubscribe_backoff_max: must be at least upstream.reconnect_backoff"
+            " (0.1s), got 0.05s",
+        ),
+        (f"{NODE}\nlimits: {{max_blocked_clients: 0}}", "limits.max_blocked_clients: must be at"),
+        (f"{NODE}\nlimits: {{max_pubsub_backlog: many}}", "limits.max_pubsub_backlog: expected an"),
+        (f"{NODE}\nlimits: {{script_cache_size: 0}}", "limits.script_cache_size: must be at least"),
+    ],
+)
+def test_tuning_key_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(text)
+    assert str(info.value).startswith(f"{SOURCE}: {message}")

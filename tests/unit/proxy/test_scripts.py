@@ -16,14 +16,14 @@ def sha(body: bytes) -> bytes:
 
 
 def test_remember_returns_redis_sha_and_stays_bounded() -> None:
-    cache = ScriptCache(max_bytes=10)
-    assert cache.remember(b"aaaa") == sha(b"aaaa")
-    cache.remember(b"bbbb")
+    cache = ScriptCache()
+    assert cache.remember(b"aaaa", 10) == sha(b"aaaa")
+    cache.remember(b"bbbb", 10)
     assert cache.body(sha(b"aaaa")) == b"aaaa"  # now the most recently used
-    cache.remember(b"cccc")  # 12 bytes > 10: the least recently used goes
+    cache.remember(b"cccc", 10)  # 12 bytes > 10: the least recently used goes
     assert cache.body(sha(b"bbbb")) is None
     assert cache.body(sha(b"cccc")) == b"cccc"
-    cache.remember(b"x" * 11)  # larger than the whole budget: not kept
+    cache.remember(b"x" * 11, 10)  # larger than the whole budget: not kept
     assert len(cache) == 2
     cache.clear()
     assert len(cache) == 0 and cache.body(sha(b"cccc")) is None
@@ -31,7 +31,7 @@ def test_remember_returns_redis_sha_and_stays_bounded() -> None:
 
 def test_which_node_has_which_script() -> None:
     cache = ScriptCache()
-    digest = cache.remember(b"return 1")
+    digest = cache.remember(b"return 1", 1024)
     assert not cache.loaded_on("a:1", digest)
     cache.mark_loaded("a:1", digest)
     cache.mark_loaded("b:1", digest)
@@ -69,7 +69,7 @@ class Sink:
 def test_noscript_loads_the_body_and_retries_once_on_the_same_connection() -> None:
     cache = ScriptCache()
     body = b"return 1"
-    digest = cache.remember(body)
+    digest = cache.remember(body, 1024)
     raw = pack_command([b"EVALSHA", digest, b"0"])
     sink = Sink()
     dispatcher = cast(Dispatcher, object())

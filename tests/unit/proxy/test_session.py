@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from conf import Config
+from conf.schema import LimitsConfig
 from proxy.dispatch import Dispatcher
-from proxy.session import MAX_PENDING_REPLIES, ClientSession
+from proxy.session import ClientSession
 from proxy.upstream import Failure, UpstreamConnection
 from routing.commands import CommandTable, parse_command_reply
 from routing.plan import Router
@@ -18,6 +19,7 @@ from routing.resp import RequestLimits, pack_command, parse_reply, parse_request
 from routing.slotmap import SlotMap
 from routing.slots import key_hash_slot
 
+MAX_PENDING_REPLIES = LimitsConfig().max_pending_replies
 DATA = Path(__file__).parents[3] / "routing" / "data" / "command-7.0.resp"
 A, B, C = "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
 
