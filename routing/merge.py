@@ -25,6 +25,8 @@ def merge_split(split: Split, raws: Sequence[bytes], resp3: bool = False) -> byt
         return merge_fanout(split.merge, list(raws))  # agg_sum, all_succeeded: the same merges
     ordinals = split.ordinals
     as_get = split.as_get
+    if ordinals is None and as_get:
+        return _merge_gets(raws, resp3)  # the usual cross-slot MGET
     items: list[bytes] = [b""] * split.key_count
     failed = None
     for index, raw in enumerate(raws):
@@ -52,6 +54,17 @@ def merge_split(split: Split, raws: Sequence[bytes], resp3: bool = False) -> byt
             items[ordinal] = element
     if failed is not None:
         return failed
+    return b"*%d\r\n" % len(items) + b"".join(items)
+
+
+def _merge_gets(raws: Sequence[bytes], resp3: bool) -> bytes:
+    """merge_split for an MGET whose key i went alone as GET i (the loop above, unrolled)."""
+    items = list(raws)
+    for index, raw in enumerate(raws):
+        if raw[0] == 45:  # '-'
+            if not raw.startswith(b"-WRONGTYPE"):
+                return raw  # the first error, in key order, wins
+            items[index] = _NIL[resp3]  # MGET answers nil for a non-string
     return b"*%d\r\n" % len(items) + b"".join(items)
 
 

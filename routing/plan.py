@@ -18,7 +18,7 @@ from routing.commands import CommandSpec, CommandTable
 from routing.fanout import SCAN_PLAN, Script, Special, slowlog_plan, special_plan
 from routing.keys import key_positions, simple_key_index
 from routing.resp import Args, encode_bulk, pack_command
-from routing.slots import key_hash_slot
+from routing.slots import key_hash_slot, key_hash_slots
 
 ANY_NODE: Final = -1
 
@@ -333,7 +333,7 @@ def _split_handler(spec: CommandSpec) -> Handler:
             return arity_error
         name = args[0]
         keys = args[first::step]
-        slots = [key_hash_slot(key) for key in keys]
+        slots = key_hash_slots(keys)
         if len(set(slots)) == len(slots) > 1:  # every key in a slot of its own: the usual
             if step == 1:
                 head = GET if as_get else name
