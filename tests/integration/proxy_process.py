@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import redis
 
 from proxy.localcluster import pick_ports
+from tests.waiting import wait_until
 
 
 @contextmanager
@@ -28,16 +28,19 @@ def slotless_process(tmp_path: Path, body: str) -> Iterator[tuple[subprocess.Pop
             [sys.executable, "-m", "proxy", "--config", str(config)], stdout=log, stderr=log
         )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with redis.Redis(port=port) as probe:
-                    probe.ping()
-                break
-            except redis.ConnectionError:
-                assert proc.poll() is None, (tmp_path / "log").read_text()
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+
+        def answers() -> bool:
+            assert proc.poll() is None, (tmp_path / "log").read_text()
+            with redis.Redis(port=port) as probe:
+                return bool(probe.ping())
+
+        wait_until(
+            answers,
+            15,
+            f"slotless on port {port} to answer PING",
+            interval=0.1,
+            ignoring=(redis.ConnectionError,),
+        )
         yield proc, port
     finally:
         if proc.poll() is None:

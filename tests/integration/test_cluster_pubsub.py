@@ -5,7 +5,7 @@ from __future__ import annotations
 import selectors
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -15,6 +15,7 @@ from routing.resp import pack_command, reply_end
 from routing.slots import key_hash_slot
 from tests.integration.conftest import FreshCluster
 from tests.integration.proxy_thread import ProxyThread, proxy_config
+from tests.waiting import wait_until
 
 FORBIDDEN = (
     b"-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / "
@@ -58,14 +59,6 @@ class Raw:
 def proxy(redis_cluster: Cluster) -> Iterator[ProxyThread]:
     with ProxyThread(proxy_config("cluster", redis_cluster.seeds[:1])) as running:
         yield running
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def node_numsub(cluster: Cluster, channel: bytes, sub: bytes = b"NUMSUB") -> int:
@@ -223,7 +216,7 @@ def test_thousand_subscribers_share_one_upstream(
     finally:
         for s in subs:
             s.close()
-    wait_for(lambda: node_numsub(redis_cluster, channel) == 0, "the upstream UNSUBSCRIBE")
+    wait_until(lambda: node_numsub(redis_cluster, channel) == 0, 20, "the upstream UNSUBSCRIBE")
 
 
 def test_last_subscriber_leaving_unsubscribes_upstream(
@@ -240,37 +233,43 @@ def test_last_subscriber_leaving_unsubscribes_upstream(
             assert r.execute_command("PUBSUB", "SHARDNUMSUB", "sleave") == [b"sleave", 1]
             assert r.execute_command("PUBSUB", "SHARDCHANNELS") == [b"sleave"]
         a.close()
-        time.sleep(0.2)  # let slotless see the disconnect: b must keep the upstream one
-        assert node_numsub(redis_cluster, b"leave") == 1
-        wait_for(
+        # slotless drops all of a's subscriptions in one step when it sees the disconnect:
+        # once a's shard channel is gone upstream, b must still hold the classic one there.
+        wait_until(
             lambda: node_numsub(redis_cluster, b"sleave", b"SHARDNUMSUB") == 0,
-            "the upstream SUNSUBSCRIBE",
+            20,
+            "the upstream SUNSUBSCRIBE after a left",
         )
+        assert node_numsub(redis_cluster, b"leave") == 1
     finally:
         b.close()
-    wait_for(lambda: node_numsub(redis_cluster, b"leave") == 0, "the upstream UNSUBSCRIBE")
+    wait_until(lambda: node_numsub(redis_cluster, b"leave") == 0, 20, "the upstream UNSUBSCRIBE")
 
 
 def shard_delivered(pub: redis.Redis, sub: Raw, channel: bytes, timeout: float = 30.0) -> int:
     """SPUBLISH until the subscriber gets one; the number of attempts."""
     sub.sock.settimeout(0.2)
-    end = time.monotonic() + timeout
-    attempt = 0
-    while time.monotonic() < end:
-        attempt += 1
-        payload = b"p%d" % attempt
-        try:
-            pub.spublish(channel, payload)
-        except redis.RedisError:
-            time.sleep(0.1)
-            continue
+    attempts = 0
+
+    def delivered() -> bool:
+        nonlocal attempts
+        attempts += 1
+        pub.spublish(channel, b"p%d" % attempts)  # a RedisError (moving, failing over): again
         try:
             frame = sub.frame()
         except TimeoutError:
-            continue
+            return False
         assert frame.startswith(b"*3\r\n$8\r\nsmessage\r\n"), frame
-        return attempt
-    pytest.fail("the shard channel never delivered again")
+        return True
+
+    wait_until(
+        delivered,
+        timeout,
+        f"the shard channel {channel!r} to deliver again",
+        interval=0.1,
+        ignoring=(redis.RedisError,),
+    )
+    return attempts
 
 
 def test_ssubscribe_survives_migration_and_failover(fresh_cluster: FreshCluster) -> None:
@@ -291,7 +290,9 @@ def test_ssubscribe_survives_migration_and_failover(fresh_cluster: FreshCluster)
             replica = cluster.replicas_of(target)[0]
             cluster.failover(replica)
             shard_delivered(pub, sub, channel)
-            wait_for(lambda: node_numsub_on(replica, channel) == 1, "SSUBSCRIBE on the new owner")
+            wait_until(
+                lambda: node_numsub_on(replica, channel) == 1, 20, "SSUBSCRIBE on the new owner"
+            )
             # Nothing was ever reported to the client: the next frame is a message again.
             sub.sock.settimeout(10)
             pub.spublish(channel, b"last")
@@ -316,8 +317,9 @@ def test_classic_subscription_survives_node_loss(fresh_cluster: FreshCluster) ->
             holder = next(a for a in cluster.live_addrs() if node_numsub_on_classic(a) == 1)
             cluster.node(holder).kill()
             others = [a for a in cluster.seeds if a != holder]
-            wait_for(
+            wait_until(
                 lambda: any(node_numsub_on_classic(a) == 1 for a in others),
+                20,
                 "a new upstream SUBSCRIBE",
             )
             # Any live node: the cluster bus carries PUBLISH to the node slotless is on.

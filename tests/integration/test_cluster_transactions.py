@@ -5,7 +5,6 @@ cluster makes standalone behaviour impossible (cross-slot, migrations, lost conn
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -17,6 +16,7 @@ from proxy.localcluster import Cluster, LocalCluster, RedisProcess, command
 from routing.resp import pack_command, reply_end
 from routing.slots import key_hash_slot
 from tests.integration.proxy_thread import ProxyThread, proxy_config
+from tests.waiting import wait_until
 
 FreshCluster = Callable[..., LocalCluster]
 
@@ -72,10 +72,9 @@ def dedicated_count(proxy: ProxyThread) -> int:
 
 
 def wait_no_dedicated(proxy: ProxyThread) -> None:
-    deadline = time.monotonic() + 5
-    while dedicated_count(proxy) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert dedicated_count(proxy) == 0
+    wait_until(
+        lambda: dedicated_count(proxy) == 0, 5, "slotless to close its dedicated connections"
+    )
 
 
 # --- same replies as a standalone Redis ----------------------------------------------------
@@ -377,9 +376,9 @@ def test_client_disconnect_discards_and_releases(
         assert dedicated_count(proxy) == 1
         assert _clients_in_multi(owner) == in_multi_before + 1
     wait_no_dedicated(proxy)
-    deadline = time.monotonic() + 5
-    while _clients_in_multi(owner) > in_multi_before and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(
+        lambda: _clients_in_multi(owner) <= in_multi_before, 5, "the node to leave the MULTI"
+    )
     assert _clients_in_multi(owner) == in_multi_before
     assert command(owner, "EXISTS", A) == 0
 
@@ -408,8 +407,9 @@ def test_upstream_connection_lost_before_exec(proxy: ProxyThread, redis_cluster:
             if "x" in line.split(" flags=", 1)[1].split(" ", 1)[0]
         ]
         assert len(ids) == 1
+        assert dedicated_count(proxy) == 1
         command(owner, "CLIENT", "KILL", "ID", ids[0])
-        time.sleep(0.1)  # the kill is seen before EXEC is sent
+        wait_no_dedicated(proxy)  # the kill is seen before EXEC is sent
         sock.sendall(pack_command([b"EXEC"]) + pack_command([b"GET", A]))
         reply, after = _read_replies(sock, 2)
     assert reply.startswith(b"-ERR slotless: the connection to node ")

@@ -17,10 +17,19 @@ from proxy.localcluster import Connection, RedisProcess, command, pick_ports, st
 from routing.slots import key_hash_slot
 from tests.integration.conftest import FreshCluster
 from tests.integration.proxy_thread import ProxyThread, proxy_config
+from tests.waiting import wait_until
 
 
 def strict(port: int) -> redis.Redis:
     return redis.Redis(port=port, retry=Retry(NoBackoff(), 0), socket_timeout=20, protocol=2)
+
+
+def in_flight(proxy: ProxyThread, addr: str) -> int:
+    """Requests slotless has written to `addr`'s shared RESP2 connections, still unanswered."""
+    state = proxy.server.state
+    assert state is not None
+    conns = list(state.pool._conns.get((addr, False), ()))
+    return sum(len(conn.pending) for conn in conns if not conn._out)
 
 
 def test_upstream_auth_with_password() -> None:
@@ -67,14 +76,13 @@ def test_a_hung_node_times_out_with_an_error_then_recovers() -> None:
                 assert time.monotonic() - started < 5
             finally:
                 os.kill(pid, signal.SIGCONT)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    assert client.get("hang:k") == b"v"
-                    break
-                except redis.ResponseError:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.1)
+            wait_until(
+                lambda: client.get("hang:k") == b"v",
+                10,
+                "the resumed node to serve again",
+                interval=0.1,
+                ignoring=(redis.ResponseError,),
+            )
     finally:
         server.close()
 
@@ -90,15 +98,15 @@ def test_proxy_starts_without_upstream_and_serves_once_it_appears(tmp_path) -> N
         try:
             # The pool backs off reconnecting to a node that refused (at most 1 s),
             # so the first commands after the server appears may still fail fast.
-            deadline = time.monotonic() + 5
-            while True:
+
+            def served() -> bool:
                 try:
-                    assert client.set("late:k", "v")
-                    break
+                    return bool(client.set("late:k", "v"))
                 except redis.ResponseError as exc:
                     assert "connect failed" in str(exc)
-                    assert time.monotonic() < deadline
-                    time.sleep(0.05)
+                    return False
+
+            wait_until(served, 5, "slotless to reach the server that appeared", interval=0.05)
             assert client.get("late:k") == b"v"
         finally:
             server.close()
@@ -135,7 +143,7 @@ def test_a_lost_connection_retries_reads_but_never_writes(tmp_path) -> None:  # 
             ]
             for thread in threads:
                 thread.start()
-            time.sleep(0.3)
+            wait_until(lambda: in_flight(proxy, server.addr) >= 2, 10, "GET and INCR in flight")
             server.kill()
             server.start()
             for thread in threads:
@@ -177,9 +185,10 @@ def test_a_hung_node_does_not_stall_the_others(fresh_cluster: FreshCluster) -> N
                 except redis.RedisError as exc:
                     result.append(exc)
 
+            before = in_flight(proxy, hung)
             thread = threading.Thread(target=read_hung)
             thread.start()
-            time.sleep(0.2)
+            wait_until(lambda: in_flight(proxy, hung) > before, 10, "the GET on the hung node")
             # Every other shard answers while the hung node still owes its reply.
             assert [other.get(k) for k in elsewhere] == [k.encode() for k in elsewhere]
             assert thread.is_alive() and result == []

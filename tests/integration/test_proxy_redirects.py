@@ -15,6 +15,7 @@ from redis.retry import Retry
 from proxy.localcluster import LocalCluster, command, split_addr
 from routing.slots import key_hash_slot
 from tests.integration.proxy_thread import ProxyThread, proxy_config
+from tests.waiting import wait_until
 
 FreshCluster = Callable[..., LocalCluster]
 
@@ -55,13 +56,12 @@ def test_ask_tryagain_and_moved_are_absorbed(fresh_cluster: FreshCluster) -> Non
         moved_before = state.topology.redirects
         assert client.get("{r}new") == b"N"  # MOVED from the old owner, map updated
         assert client.get("{r}b") == b"B"
-        deadline = time.monotonic() + 5
-        while (
-            state.topology.slotmap is not None
-            and state.topology.slotmap.node_for_slot(slot) != target
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+
+        def mapped() -> bool:
+            slotmap = state.topology.slotmap
+            return slotmap is not None and slotmap.node_for_slot(slot) == target
+
+        wait_until(mapped, 5, f"slotless to map slot {slot} to {target}")
         assert state.topology.redirects >= moved_before
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from proxy.localcluster import RedisProcess
+from proxy.localcluster import RedisProcess, command
 from tests.integration.proxy_thread import ProxyThread, proxy_config
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +41,22 @@ def test_watch_conflict_aborts(proxy: ProxyThread) -> None:
         assert r.get("w:k") == b"2"
 
 
-def test_blpop_does_not_block_others(proxy: ProxyThread) -> None:
+def blocked_clients(addr: str) -> int:
+    info = command(addr, "INFO", "clients")
+    assert isinstance(info, bytes)
+    return int(info.split(b"blocked_clients:")[1].split(b"\r\n")[0])
+
+
+def test_blpop_does_not_block_others(proxy: ProxyThread, redis_standalone: RedisProcess) -> None:
     with redis.Redis(port=proxy.port) as blocked, redis.Redis(port=proxy.port) as pusher:
         pusher.delete("bq")
         result: list[object] = []
+        before = blocked_clients(redis_standalone.addr)
         thread = threading.Thread(target=lambda: result.append(blocked.blpop(["bq"], timeout=10)))
         thread.start()
-        time.sleep(0.3)
+        wait_until(
+            lambda: blocked_clients(redis_standalone.addr) > before, 10, "BLPOP to block upstream"
+        )
         for i in range(100):  # others keep working while one client is blocked
             assert pusher.set(f"nb:{i}", i)
         pusher.rpush("bq", "item")

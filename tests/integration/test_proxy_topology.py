@@ -14,8 +14,10 @@ from redis.retry import Retry
 from proxy.localcluster import BUS_PORT_OFFSET, LocalCluster, RedisProcess, pick_ports
 from routing.slots import key_hash_slot
 from tests.integration.proxy_thread import ProxyThread, proxy_config
+from tests.waiting import wait_until
 
 FreshCluster = Callable[..., LocalCluster]
+PROGRESS = 200  # rounds each worker does between two topology steps
 
 
 def strict_client(port: int, protocol: int = 2) -> redis.Redis:
@@ -33,6 +35,7 @@ class Workload(threading.Thread):
         self.stop_flag = threading.Event()
         self.errors: list[str] = []
         self.written: dict[str, str] = {}
+        self.rounds = 0  # completed, with or without an error
 
     def run(self) -> None:
         i = 0
@@ -53,7 +56,23 @@ class Workload(threading.Thread):
             except redis.RedisError as exc:
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             i += 1
+            self.rounds = i
         self.client.close()
+
+
+def wait_for_progress(workers: list[Workload], what: str, rounds: int = PROGRESS) -> None:
+    """Until every worker has done `rounds` more rounds: the load ran against this topology."""
+    targets = [w.rounds + rounds for w in workers]
+
+    def progressed() -> bool:
+        return all(w.rounds >= t for w, t in zip(workers, targets, strict=True))
+
+    def describe() -> str:
+        return (
+            f"{rounds} rounds of load {what} (done {[w.rounds for w in workers]}, want {targets})"
+        )
+
+    wait_until(progressed, 30, describe, interval=0.05)
 
 
 def test_reshard_under_load_is_invisible(fresh_cluster: FreshCluster) -> None:
@@ -62,7 +81,7 @@ def test_reshard_under_load_is_invisible(fresh_cluster: FreshCluster) -> None:
         workers = [Workload(proxy.port, f"rs{n}") for n in range(3)]
         for w in workers:
             w.start()
-        time.sleep(0.5)
+        wait_for_progress(workers, "before the reshard")
         source, target = cluster.primaries()[0], cluster.primaries()[1]
         subprocess.run(
             [
@@ -84,7 +103,7 @@ def test_reshard_under_load_is_invisible(fresh_cluster: FreshCluster) -> None:
             capture_output=True,
             timeout=240,
         )
-        time.sleep(0.5)
+        wait_for_progress(workers, "after the reshard")
         for w in workers:
             w.stop_flag.set()
         for w in workers:
@@ -127,15 +146,13 @@ def test_stopped_node_gives_errors_then_service_resumes(fresh_cluster: FreshClus
         assert time.monotonic() - started < 10
         assert client.ping()  # the client connection itself survives
         cluster.node(victim).restart()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert client.set(key, "after")
-                break
-            except redis.ResponseError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_until(
+            lambda: client.set(key, "after"),
+            30,
+            f"the restarted {victim} to serve {key} again",
+            interval=0.1,
+            ignoring=(redis.ResponseError,),
+        )
         assert client.get(key) == b"after"
 
 
@@ -162,7 +179,7 @@ def test_adding_then_removing_a_node_under_load_is_invisible(
         workers = [Workload(proxy.port, f"an{n}") for n in range(3)]
         for w in workers:
             w.start()
-        time.sleep(0.5)
+        wait_for_progress(workers, "before the new node")
         _redis_cli_cluster("add-node", new.addr, first.addr)
         cluster.wait_stable()
         _redis_cli_cluster(
@@ -170,7 +187,7 @@ def test_adding_then_removing_a_node_under_load_is_invisible(
         )
         cluster.wait_stable()
         assert any(cluster.owner_of_slot(s) == new.addr for s in range(0, 16384, 64))
-        time.sleep(0.5)
+        wait_for_progress(workers, "with the new node serving")
         # ... and take it away again: its slots go back, then the node leaves the cluster.
         _redis_cli_cluster(
             "rebalance",
@@ -185,7 +202,7 @@ def test_adding_then_removing_a_node_under_load_is_invisible(
         cluster.nodes.remove(new)
         new.close()
         cluster.wait_stable()
-        time.sleep(0.5)
+        wait_for_progress(workers, "after the node left")
         for w in workers:
             w.stop_flag.set()
         for w in workers:

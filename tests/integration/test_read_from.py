@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import redis
 
 from proxy.localcluster import Connection, LocalCluster, command
+from routing.slotmap import SlotMap
 from routing.slots import key_hash_slot
 from tests.integration.conftest import FreshCluster
 from tests.integration.proxy_thread import ProxyThread, proxy_config
+from tests.waiting import wait_until
 
 KEYS = [f"rf:{i}" for i in range(40)]
 
@@ -25,30 +25,39 @@ def _get_calls(addr: str) -> int:
 
 def _replicated(cluster: LocalCluster) -> None:
     """Every key readable on its shard's replica, so that replica reads are not stale."""
-    deadline = time.monotonic() + 10
     for key in KEYS:
         replica = cluster.replicas_of(cluster.owner_of_slot(key_hash_slot(key.encode())))[0]
-        conn = Connection(replica)
-        try:
-            conn.call("READONLY")
-            while conn.call("GET", key) != key.encode():
-                assert time.monotonic() < deadline, (replica, key)
-                time.sleep(0.05)
-        finally:
-            conn.close()
+        _wait_readable(replica, key)
+
+
+def _wait_readable(replica: str, key: str) -> None:
+    conn = Connection(replica)
+    try:
+        conn.call("READONLY")
+        wait_until(
+            lambda: conn.call("GET", key) == key.encode(), 10, f"{key} to reach replica {replica}"
+        )
+    finally:
+        conn.close()
 
 
 def _replicas_known(proxy: ProxyThread) -> None:
     """Redis lists a replica in CLUSTER SLOTS once it has replicated something: wait for
     slotless's periodic refresh to see them."""
-    deadline = time.monotonic() + 10
-    while True:
+
+    def slotmap() -> SlotMap | None:
         state = proxy.server.state
-        slotmap = state.topology.slotmap if state is not None else None
-        if slotmap is not None and all(shard.replicas for shard in slotmap.shards):
-            return
-        assert time.monotonic() < deadline, slotmap and slotmap.summary()
-        time.sleep(0.05)
+        return state.topology.slotmap if state is not None else None
+
+    def known() -> bool:
+        current = slotmap()
+        return current is not None and all(shard.replicas for shard in current.shards)
+
+    def describe() -> str:
+        current = slotmap()
+        return f"slotless to know a replica of every shard ({current and current.summary()})"
+
+    wait_until(known, 10, describe)
 
 
 def _reset_stats(cluster: LocalCluster) -> None:

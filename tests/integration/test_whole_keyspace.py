@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ import redis
 from proxy.localcluster import Cluster, RedisProcess, command
 from routing.slots import key_hash_slot
 from tests.integration.proxy_thread import ProxyThread, proxy_config
+from tests.waiting import wait_until
 
 
 def wait_for_replicas(proxy: ProxyThread, cluster: Cluster, timeout: float = 15.0) -> None:
@@ -28,14 +28,17 @@ def wait_for_replicas(proxy: ProxyThread, cluster: Cluster, timeout: float = 15.
     expected = len(cluster.live_addrs())
     for primary in cluster.primaries():
         command(primary, "SET", key_on(cluster, primary), "1")
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def knows_all() -> bool:
         proxy.call(state.topology.refresh())
         slotmap = state.topology.slotmap
-        if slotmap is not None and len(slotmap.nodes) == expected:
-            return
-        assert time.monotonic() < deadline, f"slotless knows {slotmap and slotmap.nodes}"
-        time.sleep(0.2)
+        return slotmap is not None and len(slotmap.nodes) == expected
+
+    def describe() -> str:
+        slotmap = state.topology.slotmap
+        return f"slotless to know all {expected} nodes (knows {slotmap and slotmap.nodes})"
+
+    wait_until(knows_all, timeout, describe, interval=0.1)
 
 
 def key_on(cluster: Cluster, primary: str) -> bytes:
@@ -176,14 +179,15 @@ def test_script_kill_stops_a_busy_script(proxy: ProxyThread, redis_cluster: Clus
 
             thread = threading.Thread(target=run_busy)
             thread.start()
-            deadline = time.monotonic() + 5
-            while True:
-                time.sleep(0.2)
+
+            def killed() -> bool:
                 try:
-                    assert r.script_kill()
-                    break
+                    return bool(r.script_kill())
                 except redis.ResponseError as exc:
-                    assert "NOTBUSY" in str(exc) and time.monotonic() < deadline
+                    assert "NOTBUSY" in str(exc)  # no script running yet: ask again
+                    return False
+
+            wait_until(killed, 5, "SCRIPT KILL to find the busy script")
             thread.join(5)
             assert outcome and "killed" in str(outcome[0]).lower()
             assert r.set("busy-key", 1)  # that node serves again

@@ -7,7 +7,6 @@ script given to slotless even on a node that never saw it or lost it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +16,7 @@ from proxy.localcluster import LocalCluster, command
 from routing.scan import ScanCursor
 from routing.slots import key_hash_slot
 from tests.integration.proxy_thread import ProxyThread, proxy_config
+from tests.waiting import wait_until
 
 KEYS = 600
 
@@ -50,14 +50,15 @@ def fill(client: redis.Redis, extra: list[bytes]) -> set[bytes]:
 def wait_until_proxy_sees(proxy: ProxyThread, primary: str, timeout: float = 10.0) -> None:
     state = proxy.server.state
     assert state is not None
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def sees() -> bool:
         slotmap = state.topology.slotmap
         if slotmap is not None and primary in slotmap.primaries:
-            return
+            return True
         state.topology.request_refresh()
-        assert time.monotonic() < deadline, f"slotless never saw {primary} as a primary"
-        time.sleep(0.05)
+        return False
+
+    wait_until(sees, timeout, f"slotless to see {primary} as a primary", interval=0.05)
 
 
 def tag_in_range(first: int, last: int) -> bytes:
