@@ -25,6 +25,20 @@ UNEXPECTED_FANOUT: Final = ErrorReply(
     "ERR upstream returned an unexpected reply to a fan-out command"
 )
 NOPROTO: Final = ErrorReply("NOPROTO unsupported protocol version")
+# networking.c helloCommand, clientSetNameOrReply, clientSetinfoCommand (7.2); acl.c
+PROTOVER_NOT_INTEGER: Final = ErrorReply("ERR Protocol version is not an integer or out of range")
+HELLO_NOAUTH: Final = ErrorReply(
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+    "HELLO AUTH <user> <pass> option can be used to authenticate the client and select "
+    "the RESP protocol version at the same time"
+)
+WRONGPASS: Final = ErrorReply("WRONGPASS invalid username-password pair or user is disabled.")
+BAD_CLIENT_NAME: Final = ErrorReply(
+    "ERR Client names cannot contain spaces, newlines or special characters."
+)
+BAD_LIB_NAME: Final = ErrorReply(
+    "ERR lib-name cannot contain spaces, newlines or special characters."
+)
 
 
 def wrong_arity(name: bytes) -> ErrorReply:
@@ -48,6 +62,16 @@ def unknown_subcommand(name: bytes, sub: bytes) -> ErrorReply:
     return ErrorReply(
         f"ERR unknown subcommand '{_text(sub[:128])}'. Try {_text(name.upper())} HELP."
     )
+
+
+def hello_syntax(option: bytes) -> ErrorReply:
+    """networking.c helloCommand: echoes the option as the client wrote it."""
+    return ErrorReply(f"ERR Syntax error in HELLO option '{_text(option)}'")
+
+
+def unrecognized_option(option: bytes) -> ErrorReply:
+    """networking.c clientSetinfoCommand (7.2)."""
+    return ErrorReply(f"ERR Unrecognized option '{_text(option)}'")
 
 
 def unsupported(name: bytes, why: str) -> ErrorReply:
