@@ -1,7 +1,8 @@
 """Client authentication (`auth:` in the config) and per-client reply muting.
 
 `Authenticator` is built once per config: users, secrets, compiled command rules.
-`ClientGate` is one client's state, installed as `session.acl` only while it has work to do
+`ClientGate` is one client's gate (who it is logged in as is `session.client`, a
+routing/client.py ClientState), installed as `session.acl` only while it has work to do
 (not yet authenticated, a user with rules, a standalone pipe whose RESET it must see, or
 CLIENT REPLY OFF/SKIP); otherwise the hot path runs untouched. Secrets are compared with
 hmac.compare_digest and never logged. Error texts are Redis 7.0's (server.c, acl.c).
@@ -21,8 +22,9 @@ from conf.schema import AuthConfig
 from proxy import txn
 from proxy.contracts import Entry, ServerContext, SessionLike
 from routing import replies
+from routing.client import DEFAULT_USER, parse_hello
 from routing.commands import CommandSpec, CommandTable
-from routing.resp import OK, Args, encode_status
+from routing.resp import OK, Args, ErrorReply, encode_status
 
 log = structlog.get_logger("slotless.auth")
 
@@ -30,7 +32,6 @@ NOAUTH: Final = replies.NOAUTH.encode()
 WRONGPASS: Final = replies.WRONGPASS.encode()
 HELLO_NOAUTH: Final = replies.HELLO_NOAUTH.encode()
 RESET: Final = encode_status(b"RESET")
-DEFAULT_USER: Final = b"default"
 
 
 def noperm(fullname: bytes) -> bytes:
@@ -187,9 +188,10 @@ ReplyMode = Literal["on", "off", "skip"]
 
 
 class ClientGate:
-    """`session.acl`: authentication state, command rules and CLIENT REPLY muting."""
+    """`session.acl`: command rules and CLIENT REPLY muting; who the client is logged in as
+    is `session.client` (routing/client.py ClientState)."""
 
-    __slots__ = ("_auth", "_passing", "_session", "_state", "_turned_on", "reply_mode", "user")
+    __slots__ = ("_auth", "_passing", "_session", "_state", "_turned_on", "reply_mode")
 
     def __init__(
         self, session: SessionLike, state: ServerContext, auth: Authenticator | None
@@ -197,18 +199,21 @@ class ClientGate:
         self._session = session
         self._state = state
         self._auth = auth
-        self.user: User | None = None
         self.reply_mode: ReplyMode = "on"
         self._passing = False  # re-entered from intercept(): let the request through
         self._turned_on = False
 
     @property
     def authenticated(self) -> bool:
-        return self._auth is None or self.user is not None
+        return self._session.client.authenticated
 
     @property
-    def user_name(self) -> bytes:
-        return self.user.name if self.user is not None else DEFAULT_USER
+    def user(self) -> User | None:
+        """The logged-in user's rules; None before authentication (or without `auth:`)."""
+        client = self._session.client
+        if self._auth is None or not client.authenticated:
+            return None
+        return self._auth.users.get(client.user)
 
     @property
     def owns_auth(self) -> bool:
@@ -257,8 +262,7 @@ class ClientGate:
             if self._session.pipe is None and self._state.config.upstream.mode == "standalone":
                 # Nothing upstream to reset (no pipe); the rest of RESET is local state.
                 # Cluster mode lets RESET on, to the transaction and pub/sub state too.
-                self._session.local.reset()
-                self.answer(RESET)
+                self.answer(self._session.client.reset())
                 return True
             return False
         user = self.user
@@ -312,52 +316,36 @@ class ClientGate:
                 user=username.decode("utf-8", "replace")[:64],
             )
             return False
-        self.user = user
+        session.client.login(user.name)
         log.debug("client_authenticated", conn_id=session.id, user=user.name.decode())
         self.refresh()
         return True
 
     def deauthenticate(self) -> None:
-        if self._auth is not None:
-            self.user = None
+        self._session.client.logout()
         self.reply_mode = "on"
         self.refresh()
 
     def _hello(self, args: Args) -> None:
-        """networking.c helloCommand: options first, then AUTH, then the NOAUTH check."""
-        local = self._session.local
-        error = local.hello_version_error(args)
-        if error is not None:
-            self.answer(error)
-            return
-        rest: Args = args[:2]
-        credentials: tuple[bytes, bytes] | None = None
-        i = 2
-        while i < len(args):
-            option = args[i].lower()
-            more = len(args) - 1 - i
-            if option == b"auth" and more >= 2:
-                credentials = (args[i + 1], args[i + 2])
-                i += 3
-            elif option == b"setname" and more >= 1:
-                rest += args[i : i + 2]
-                i += 2
-            else:
-                self.answer(replies.hello_syntax(args[i]).encode())
-                return
-        if credentials is not None and not self.login(*credentials):
-            self.answer(WRONGPASS)
-            return
-        if self.user is None:
-            self.answer(HELLO_NOAUTH)
+        """HELLO with slotless checking its AUTH options (the rules: routing/client.py)."""
+        hello = parse_hello(args)
+        if isinstance(hello, ErrorReply):
+            self.answer(hello.encode())
             return
         session = self._session
-        if session.pipe is not None:
-            session.pipe.send_args(rest)
+        local = session.local
+        if session.pipe is None and not local.hello_needs_pipe(hello):
+            self.answer(session.client.hello(hello, self.login, local.server_version))
+            return
+        forward = session.client.hello_upstream(hello, self.login)
+        if isinstance(forward, bytes):
+            self.answer(forward)
+        elif session.pipe is not None:
+            session.pipe.send_args(forward)
         elif self.reply_mode != "on":
-            self._muting(lambda: local.hello(rest))
+            self._muting(lambda: local.start_pipe(forward))
         else:
-            local.hello(rest)
+            local.start_pipe(forward)
 
     # -- replies ---------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from conf import Config
 from proxy.dispatch import Dispatcher
 from proxy.pool import UpstreamPool
 from proxy.topology import Topology
+from routing.client import ClientState, Hello
 from routing.resp import Args
 
 
@@ -41,22 +42,17 @@ class PipeLike(Protocol):
 
 
 class LocalLike(Protocol):
-    """The connection state a session keeps itself (proxy/local.py LocalCommands)."""
-
-    @property
-    def name(self) -> bytes | None: ...
-
-    @property
-    def user_name(self) -> bytes: ...
+    """The connection commands a session answers itself (proxy/local.py LocalCommands)."""
 
     @property
     def laddr(self) -> str: ...
 
-    def reset(self) -> None: ...
+    @property
+    def server_version(self) -> bytes: ...
 
-    def hello(self, args: Args) -> None: ...
+    def hello_needs_pipe(self, hello: Hello) -> bool: ...
 
-    def hello_version_error(self, args: Args) -> bytes | None: ...
+    def start_pipe(self, args: Args) -> None: ...
 
     def info_line(self) -> bytes: ...
 
@@ -85,6 +81,9 @@ class SessionLike(Protocol):
 
     @property
     def local(self) -> LocalLike: ...
+
+    @property
+    def client(self) -> ClientState: ...
 
     @property
     def transport(self) -> asyncio.Transport | None: ...

@@ -14,16 +14,17 @@ from collections.abc import Callable, Set
 from typing import Final, Protocol, TypeVar
 
 from proxy import blocking, pubsub, txn
-from proxy.auth import RESET, ClientGate, authenticator
+from proxy.auth import ClientGate, authenticator
 from proxy.contracts import SessionLike
 from proxy.fanout import FanoutExecutor
 from routing import replies
+from routing.client import DEFAULT_USER, Hello, nopass_authenticate, parse_hello
 from routing.plan import ANY_NODE, LOCAL_COMMANDS, PUBSUB_COMMANDS, TXN_COMMANDS
 from routing.resp import (
     OK,
     Args,
+    ErrorReply,
     RequestLimits,
-    encode_array,
     encode_bulk,
     encode_int,
     string2ll,
@@ -58,31 +59,22 @@ class SessionContext(LocalContext, Protocol[_Session]):
 _NO_SUCH_CLIENT = replies.NO_SUCH_CLIENT.encode()
 _NO_PASSWORD = replies.AUTH_NO_PASSWORD.encode()
 _WRONGPASS = replies.WRONGPASS.encode()
-_BAD_NAME = replies.BAD_CLIENT_NAME.encode()
 
 
 class LocalCommands:
-    __slots__ = ("_session", "_state", "created", "gate", "last_cmd", "lib_name", "lib_ver", "name")
+    """Serves the connection commands over `session.client` (routing/client.py ClientState)."""
+
+    __slots__ = ("_session", "_state", "gate")
 
     def __init__(self, session: SessionLike, state: LocalContext) -> None:
         self._session = session
         self._state = state
-        self.name: bytes | None = None
-        self.lib_name = b""
-        self.lib_ver = b""
-        self.created = state.loop.time()
-        self.last_cmd = b"NULL"
         self.gate: ClientGate | None = None
         auth = state.config.auth  # read at connect: a SIGHUP reload applies to new clients
         if auth is not None:
             # Sets session.acl: requests wait for AUTH (the session's slots exist by now).
             self.gate = ClientGate(session, state, authenticator(auth))
             self.gate.refresh()
-
-    def reset(self) -> None:
-        """RESET's local part (networking.c clearClientConnectionState)."""
-        self.name = None
-        self._session.resp3 = False
 
     def handle(self, name: bytes, args: Args) -> None:
         session = self._session
@@ -107,29 +99,40 @@ class LocalCommands:
         else:  # blocking commands, XREAD/XREADGROUP with BLOCK
             blocking.command(session, self._state, name, args)
 
-    def hello(self, args: Args) -> None:
-        """HELLO without AUTH, once proxy/auth.py has authenticated the client."""
-        if self._state.config.upstream.mode == "standalone":
-            self._standalone(b"hello", args)
-        else:
-            self._session.reply(self._hello(args))
+    @property
+    def server_version(self) -> bytes:
+        return self._state.topology.server_version.encode()
+
+    def hello_needs_pipe(self, hello: Hello) -> bool:
+        """In standalone mode the server keeps the client's name: on its own connection."""
+        return hello.sets_name and self._state.config.upstream.mode == "standalone"
 
     def _standalone(self, name: bytes, args: Args) -> None:
         """Keep the shared connection where nothing changes; otherwise pipe."""
         if name == b"select" and len(args) == 2 and args[1] == b"0":
             self._session.reply(OK)
         elif name == b"client" and len(args) == 4 and args[1].lower() == b"setinfo":
-            self._session.reply(self._client_setinfo(args))
-        elif name == b"hello" and not any(a.lower() in (b"auth", b"setname") for a in args[2:]):
-            self._session.reply(self._hello(args))
+            self._session.reply(self._session.client.client_setinfo(args[2], args[3]))
+        elif name == b"hello":
+            hello = parse_hello(args)
+            if isinstance(hello, ErrorReply):
+                self._session.reply(hello.encode())
+            elif hello.options:  # AUTH, SETNAME: the server keeps them
+                self.start_pipe(args)
+            else:
+                self._session.reply(self._hello(hello))
         elif name == b"client" and not self._known_client_subcommand(args):
             # The server answers its own "unknown subcommand" and keeps no state: no pipe
             # (redis-py 8 sends CLIENT MAINT_NOTIFICATIONS, which Redis 7.0 does not know).
             self._session.forward(args, ANY_NODE)
         else:
-            if self.gate is not None:
-                self._session.acl = self.gate  # it must see RESET (and check rules) from now
-            self._session.start_pipe(args)
+            self.start_pipe(args)
+
+    def start_pipe(self, args: Args) -> None:
+        """Standalone mode: this client gets its own upstream connection, starting with `args`."""
+        if self.gate is not None:
+            self._session.acl = self.gate  # it must see RESET (and check rules) from now
+        self._session.start_pipe(args)
 
     def _known_client_subcommand(self, args: Args) -> bool:
         spec = self._state.topology.table.get(b"client")
@@ -144,13 +147,13 @@ class LocalCommands:
                 return replies.NOT_INTEGER.encode()
             return OK if index == 0 else replies.SELECT_CLUSTER.encode()
         if name == b"hello":
-            return self._hello(args)
+            hello = parse_hello(args)
+            return hello.encode() if isinstance(hello, ErrorReply) else self._hello(hello)
         if name == b"auth":
             return self._auth(args)
         if name == b"reset":
-            self.reset()
-            return RESET
-        self.last_cmd = b"client|" + args[1].lower() if len(args) > 1 else b"client"
+            return self._session.client.reset()
+        self._session.client.last_cmd = b"client|" + args[1].lower() if len(args) > 1 else b"client"
         return self._client(args)
 
     def _auth(self, args: Args) -> bytes:
@@ -162,75 +165,22 @@ class LocalCommands:
             return _WRONGPASS
         return replies.SYNTAX.encode()
 
-    @staticmethod
-    def hello_version_error(args: Args) -> bytes | None:
-        if len(args) >= 2:
-            version = string2ll(args[1])
-            if version is None:
-                return replies.PROTOCOL_VERSION.encode()
-            if version not in (2, 3):
-                return replies.NOPROTO.encode()
-        return None
-
-    def _hello(self, args: Args) -> bytes:
-        error = self.hello_version_error(args)
-        if error is not None:
-            return error
-        i = 2
-        while i < len(args):
-            option = args[i].lower()
-            if option == b"auth" and i + 2 < len(args):
-                result = self._auth([b"auth", args[i + 1], args[i + 2]])
-                if result != OK:
-                    return result
-                i += 3
-            elif option == b"setname" and i + 1 < len(args):
-                if not _valid_name(args[i + 1]):
-                    return _BAD_NAME
-                self.name = args[i + 1] or None
-                i += 2
-            else:
-                return replies.hello_syntax(option).encode()
-        if len(args) >= 2:
-            self._session.resp3 = args[1] == b"3"
-        resp3 = self._session.resp3
-        server_version = self._state.topology.server_version.encode()
-        fields = [
-            encode_bulk(b"server"),
-            encode_bulk(b"redis"),
-            encode_bulk(b"version"),
-            encode_bulk(server_version),
-            encode_bulk(b"proto"),
-            encode_int(3 if resp3 else 2),
-            encode_bulk(b"id"),
-            encode_int(self._session.id),
-            encode_bulk(b"mode"),
-            encode_bulk(b"standalone"),
-            encode_bulk(b"role"),
-            encode_bulk(b"master"),
-            encode_bulk(b"modules"),
-            b"*0\r\n",
-        ]
-        if resp3:
-            return b"%%%d\r\n" % (len(fields) // 2) + b"".join(fields)
-        return encode_array(fields)
+    def _hello(self, hello: Hello) -> bytes:
+        """HELLO without `auth:`: the default user, nopass (routing/client.py has the rules)."""
+        return self._session.client.hello(hello, nopass_authenticate, self.server_version)
 
     def _client(self, args: Args) -> bytes:
         sub = args[1].lower() if len(args) > 1 else b""
         argc = len(args)
+        client = self._session.client
         if sub == b"setname" and argc == 3:
-            if not _valid_name(args[2]):
-                return _BAD_NAME
-            self.name = args[2] or None
-            return OK
+            return client.client_setname(args[2])
         if sub == b"getname" and argc == 2:
-            if self.name is None and self._session.resp3:
-                return b"_\r\n"
-            return encode_bulk(self.name)
+            return client.client_getname()
         if sub == b"id" and argc == 2:
-            return encode_int(self._session.id)
+            return encode_int(client.id)
         if sub == b"setinfo" and argc == 4:
-            return self._client_setinfo(args)
+            return client.client_setinfo(args[2], args[3])
         if sub == b"info" and argc == 2:
             return encode_bulk(self.info_line() + b"\n")
         if not self._known_client_subcommand(args):
@@ -336,9 +286,9 @@ class LocalCommands:
             return (lambda s: _client_type(s) == kind), None
         if option == b"user":
             gate = self.gate
-            if value != b"default" and (gate is None or not gate.knows_user(value)):
+            if value != DEFAULT_USER and (gate is None or not gate.knows_user(value)):
                 return None, replies.no_such_user(value).encode()
-            return (lambda s: s.local.user_name == value), None
+            return (lambda s: s.client.user == value), None
         if option == b"addr":
             return (lambda s: s.peer == text), None
         if option == b"laddr":
@@ -346,22 +296,6 @@ class LocalCommands:
         if option == b"skipme" and value.lower() in (b"yes", b"no"):
             return None, None
         return None, replies.SYNTAX.encode()
-
-    def _client_setinfo(self, args: Args) -> bytes:
-        attr = args[2].lower()
-        if attr == b"lib-name":
-            if not _valid_name(args[3]):
-                return replies.BAD_LIB_NAME.encode()
-            self.lib_name = args[3]
-            return OK
-        if attr == b"lib-ver":
-            self.lib_ver = args[3]
-            return OK
-        return replies.unrecognized_option(args[2]).encode()
-
-    @property
-    def user_name(self) -> bytes:
-        return self.gate.user_name if self.gate is not None else b"default"
 
     @property
     def laddr(self) -> str:
@@ -376,26 +310,28 @@ class LocalCommands:
         """CLIENT INFO / CLIENT LIST fields (networking.c catClientInfoString), for this
         slotless client; buffer and memory fields are slotless's, so they read 0."""
         session = self._session
+        client = session.client
         now = self._state.loop.time()
         flags = b"P" if session.pubsub is not None else b"x" if session.txn is not None else b"N"
         return (
-            b"id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 sub=0 psub=0 "
+            b"id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=%d sub=0 psub=0 "
             b"ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 "
             b"oll=0 omem=0 tot-mem=0 events=r cmd=%s user=%s redir=-1 resp=%d "
             b"lib-name=%s lib-ver=%s"
         ) % (
-            session.id,
+            client.id,
             session.peer.encode(),
             self.laddr.encode(),
-            self.name or b"",
-            int(now - self.created),
+            client.name or b"",
+            int(now - client.created),
             int(now - session.last_active),
             flags,
-            self.last_cmd,
-            self.user_name,
-            3 if session.resp3 else 2,
-            self.lib_name,
-            self.lib_ver,
+            client.db,
+            client.last_cmd,
+            client.user,
+            3 if client.resp3 else 2,
+            client.lib_name,
+            client.lib_ver,
         )
 
 
@@ -416,8 +352,3 @@ def _client_type(session: SessionLike) -> bytes:
 
 def _unknown_type(name: bytes) -> bytes:
     return replies.unknown_client_type(name).encode()
-
-
-def _valid_name(name: bytes) -> bool:
-    """networking.c validateClientName: printable ASCII without spaces."""
-    return all(33 <= c <= 126 for c in name)

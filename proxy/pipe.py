@@ -47,9 +47,9 @@ class Pipe(asyncio.Protocol):
         if handshake is not None:
             self._out.append(handshake)
             self._skip_auth = True
-        if session.local.name is not None:
+        if session.client.name is not None:
             # SETNAME's +OK is swallowed with the handshake reply below.
-            self._out.append(pack_command([b"CLIENT", b"SETNAME", session.local.name]))
+            self._out.append(pack_command([b"CLIENT", b"SETNAME", session.client.name]))
             self._skip_replies = 2 if self._skip_auth else 1
             self._skip_auth = True
         self._tcp = state.pool.tcp

@@ -21,6 +21,7 @@ from proxy.framing import RequestReader
 from proxy.local import LocalCommands
 from proxy.pipe import Pipe
 from routing import replies
+from routing.client import ClientState
 from routing.fanout import Special
 from routing.plan import Local, Plan
 from routing.resp import Args
@@ -77,11 +78,25 @@ class ClientSession(asyncio.Protocol):
         self._backlog: list[Args] | None = None  # read but not yet served (backpressure)
         self._batched = 0  # replies owed beyond one per queue entry (Fragments.count - 1)
         self.last_active = self._loop.time()  # last read, for limits.client_idle_timeout
-        self.resp3 = False  # HELLO 3 switches this client (and its upstreams) to RESP3
-        self.id = state.next_client_id()
+        # RESP version, name, user ...: HELLO 3 switches this client (and its upstreams) to RESP3
+        self.client = ClientState(
+            state.next_client_id(), self._loop.time(), state.config.auth is not None
+        )
         self.local = LocalCommands(self, state)
         self.peer = ""
         self._log = log
+
+    @property
+    def id(self) -> int:
+        return self.client.id
+
+    @property
+    def resp3(self) -> bool:
+        return self.client.resp3
+
+    @resp3.setter
+    def resp3(self, value: bool) -> None:
+        self.client.resp3 = value
 
     # --- asyncio callbacks ----------------------------------------------------------------
 

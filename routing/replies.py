@@ -84,6 +84,16 @@ def unknown_subcommand(name: bytes, sub: bytes) -> ErrorReply:
     )
 
 
+def hello_syntax(option: bytes) -> ErrorReply:
+    """networking.c helloCommand: echoes the option as the client wrote it."""
+    return ErrorReply(f"ERR Syntax error in HELLO option '{_text(option)}'")
+
+
+def unrecognized_option(option: bytes) -> ErrorReply:
+    """networking.c clientSetinfoCommand (7.2)."""
+    return ErrorReply(f"ERR Unrecognized option '{_text(option)}'")
+
+
 def unsupported(name: bytes, why: str) -> ErrorReply:
     """A command slotless cannot serve in this mode; the text says why."""
     return ErrorReply(f"ERR '{_text(name.upper())}' is not supported by slotless {why}")
@@ -104,19 +114,9 @@ def noperm(fullname: bytes) -> ErrorReply:
     return ErrorReply(f"NOPERM this user has no permissions to run the '{_text(fullname)}' command")
 
 
-def hello_syntax(option: bytes) -> ErrorReply:
-    """networking.c helloCommand: an option it does not know."""
-    return ErrorReply(f"ERR Syntax error in HELLO option '{_text(option)}'")
-
-
 def no_such_user(name: bytes) -> ErrorReply:
     """networking.c clientCommand, CLIENT KILL USER."""
     return ErrorReply(f"ERR No such user '{_text(name)}'")
-
-
-def unrecognized_option(option: bytes) -> ErrorReply:
-    """networking.c clientSetinfoCommand."""
-    return ErrorReply(f"ERR Unrecognized option '{_text(option)}'")
 
 
 def unknown_client_type(name: bytes) -> ErrorReply:

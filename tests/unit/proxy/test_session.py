@@ -4,12 +4,13 @@ with fake transports on both sides: ordering, splits, redirects, failures, closi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from conf import Config
-from conf.schema import LimitsConfig
+from conf.schema import AuthConfig, LimitsConfig
 from proxy.dispatch import Dispatcher
 from proxy.session import ClientSession
 from proxy.upstream import Failure, UpstreamConnection
@@ -186,8 +187,10 @@ class FakeState:
         self.sessions.discard(session)
 
 
-def connect() -> tuple[ClientSession, FakeTransport, FakeState]:
+def connect(auth: AuthConfig | None = None) -> tuple[ClientSession, FakeTransport, FakeState]:
     state = FakeState(asyncio.get_running_loop())
+    if auth is not None:
+        state.config = dataclasses.replace(state.config, auth=auth)
     session = ClientSession(state)  # type: ignore[arg-type]
     transport = FakeTransport()
     session.connection_made(transport)
@@ -432,3 +435,32 @@ async def test_local_connection_commands() -> None:
     )
     await settle()
     assert transport.data.startswith(b"+OK\r\n$3\r\napp\r\n:1\r\n+OK\r\n*14\r\n$6\r\nserver\r\n")
+
+
+async def test_hello_syntax_error_echoes_the_option_as_written() -> None:
+    """Drift fixed (issue 12): proxy/local.py echoed the option lowercased; Redis 7.0 as sent."""
+    session, transport, _ = connect()
+    session.data_received(pack_command([b"HELLO", b"2", b"FOO"]))
+    await settle()
+    assert transport.data == b"-ERR Syntax error in HELLO option 'FOO'\r\n"
+
+
+async def test_hello_applies_its_options_in_order_like_redis_7_0() -> None:
+    """Drift fixed (issue 12): proxy/auth.py checked only HELLO's last AUTH, after every
+    option; Redis 7.0 (networking.c helloCommand) applies each option as it reads it, so a
+    good AUTH stays in force when a later one fails, and SETNAME works before NOAUTH."""
+    session, transport, _ = connect(AuthConfig(password="pw"))
+    session.data_received(
+        pack_command([b"HELLO", b"3", b"SETNAME", b"early"])
+        + pack_command([b"HELLO", b"3", b"AUTH", b"default", b"pw", b"AUTH", b"default", b"x"])
+        + pack_command([b"CLIENT", b"GETNAME"])
+    )
+    await settle()
+    assert transport.data == (
+        b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+        b"HELLO AUTH <user> <pass> option can be used to authenticate the client and select "
+        b"the RESP protocol version at the same time\r\n"
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+        b"$5\r\nearly\r\n"
+    )
+    assert session.client.authenticated and not session.resp3
