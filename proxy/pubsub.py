@@ -43,7 +43,6 @@ from routing.slots import key_hash_slot
 log = structlog.get_logger("slotless.pubsub")
 
 _BATCH = 512  # names per upstream (re)subscribe request
-_CHECK_INTERVAL = 1.0  # seconds between checks of the slot map for moved shard channels
 _KIND_OF_WORD: dict[bytes, tuple[Kind, int]] = {
     word: (kind, i) for kind, words in UPSTREAM_WORDS.items() for i, word in enumerate(words)
 }
@@ -308,6 +307,8 @@ class Hub:
         self._wake = asyncio.Event()
         self._need_refresh = False
         self._seen_map: object = None
+        # A new slot map may have moved a shard channel's slot: look then, not on a timer.
+        state.topology.on_map_changed(self._wake.set)
         state.spawn(self._maintain())
 
     # --- local subscribers -------------------------------------------------------------
@@ -531,11 +532,7 @@ class Hub:
         backoff = upstream.reconnect_backoff
         try:
             while True:
-                try:
-                    async with asyncio.timeout(_CHECK_INTERVAL):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
+                await self._wake.wait()
                 self._wake.clear()
                 if await self._repair():
                     backoff = upstream.reconnect_backoff

@@ -100,6 +100,7 @@ class Topology:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_refresh = 0.0
+        self._map_listeners: list[Callable[[], None]] = []
         self.refreshes = 0
         self.redirects = 0
 
@@ -155,6 +156,10 @@ class Topology:
         if self.slotmap is not None:
             self._set_map(self.slotmap.with_moved(slot, addr), quiet=True)
         self.request_refresh()
+
+    def on_map_changed(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever a slot map with another layout replaces the current one."""
+        self._map_listeners.append(listener)
 
     def request_refresh(self) -> None:
         if self.mode == "cluster":
@@ -220,6 +225,8 @@ class Topology:
         self._primaries = slotmap.primaries
         self._build_read_targets(slotmap)
         self.known = distinct([*self.known, *slotmap.nodes])
+        for listener in self._map_listeners:
+            listener()
         if not quiet:
             log.info(
                 "slot_map_updated",
