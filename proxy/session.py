@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 import structlog
 
 from proxy.dispatch import Fragments
+from proxy.flow import FlowControl
 from proxy.framing import RequestReader
 from proxy.local import LocalCommands
 from proxy.pipe import Pipe
@@ -56,17 +57,12 @@ class ClientSession(asyncio.Protocol):
         self._state = state
         self._loop = state.loop
         self._reader = RequestReader(state.request_limits)
-        # Backpressure: stop reading while this many replies are owed, or while the socket
-        # buffer is above the transport's high-water mark (pause_writing). Deeper pipelines
-        # still work; they are read in slices.
-        self._max_pending = state.config.limits.max_pending_replies
+        self._flow = FlowControl(state.config.limits.max_pending_replies)
         self._queue: deque[Entry] = deque()
         self._transport: asyncio.Transport | None = None
         self.flush_scheduled = False
         self._closing = False  # close once the queue is written (QUIT, protocol error)
         self._closed = False
-        self._reading_paused = False
-        self._writing_paused = False
         self.pipe: Pipe | None = None
         # Cluster-mode per-client state; each sees requests before the router does.
         # Whoever sets or clears one calls update_detour().
@@ -75,7 +71,6 @@ class ClientSession(asyncio.Protocol):
         self.pubsub: Interceptor | None = None  # proxy/pubsub.py
         self.detour = False  # True: skip the hot path, every request goes through handle()
         self._closers: list[Callable[[], None]] | None = None
-        self._backlog: list[Args] | None = None  # read but not yet served (backpressure)
         self._batched = 0  # replies owed beyond one per queue entry (Fragments.count - 1)
         self.last_active = self._loop.time()  # last read, for limits.client_idle_timeout
         # RESP version, name, user ...: HELLO 3 switches this client (and its upstreams) to RESP3
@@ -102,6 +97,7 @@ class ClientSession(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        self._flow.attach(self._transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
         sock = transport.get_extra_info("socket")
@@ -118,19 +114,16 @@ class ClientSession(asyncio.Protocol):
             return
         self.last_active = self._loop.time()
         requests = self._reader.feed(data)
-        if self._backlog is not None:
-            self._backlog += requests
+        if self._flow.holding:
+            self._flow.hold(requests)
             return
         self._run(requests)
 
     def _run(self, requests: list[Args]) -> None:
         """Serve what one read delivered, at most up to the pending-replies bound; the
         rest waits (parsed, its size bounded by one read) until replies drain."""
-        room = self._max_pending - len(self._queue) - self._batched
-        if len(requests) > room:
-            self._backlog = requests[max(room, 0) :]
-            requests = requests[: max(room, 0)]
-            self._pause_reading()
+        flow = self._flow
+        requests = flow.admit(requests, len(self._queue) + self._batched)
         try:
             self._handle_all(requests)
         except Exception:
@@ -138,13 +131,12 @@ class ClientSession(asyncio.Protocol):
             self._queue.append(Ready(replies.INTERNAL.encode()))
             self.on_ready()
         if self._closing:
-            self._backlog = None
-        elif self._backlog is None and self._reader.error is not None:
+            flow.take_backlog()
+        elif not flow.holding and self._reader.error is not None:
             self._queue.append(Ready(replies.protocol_error(self._reader.error).encode()))
             self._closing = True
             self.on_ready()
-        if len(self._queue) + self._batched > self._max_pending:
-            self._pause_reading()
+        flow.check(len(self._queue) + self._batched)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -166,11 +158,11 @@ class ClientSession(asyncio.Protocol):
         self._closers.append(closer)
 
     def pause_writing(self) -> None:
-        self._writing_paused = True
-        self._pause_reading()
+        self._flow.writing_paused = True
+        self._flow.pause_reading()
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
+        self._flow.writing_paused = False
         self._maybe_resume_reading()
 
     # --- requests -------------------------------------------------------------------------
@@ -265,7 +257,7 @@ class ClientSession(asyncio.Protocol):
         if self.flush_scheduled or self._closed:
             return
         queue = self._queue
-        if len(queue) == 1 and not self._reading_paused:
+        if len(queue) == 1 and not self._flow.reading_paused:
             # The only reply owed (no pipeline to batch): write it now, saving a loop
             # iteration per request for request/response clients.
             head = queue[0]
@@ -307,32 +299,21 @@ class ClientSession(asyncio.Protocol):
             self._closed = True
             transport.close()
             return
-        if self._reading_paused:
+        if self._flow.reading_paused:
             self._maybe_resume_reading()
 
-    def _pause_reading(self) -> None:
-        if not self._reading_paused and self._transport is not None:
-            self._reading_paused = True
-            self._transport.pause_reading()
-
     def _maybe_resume_reading(self) -> None:
-        if (
-            self._reading_paused
-            and not self._writing_paused
-            and len(self._queue) + self._batched <= self._max_pending // 2
-            and self._transport is not None
-            and not self._closed
-        ):
-            backlog = self._backlog
-            if backlog is not None:
-                self._backlog = None
-                self._run(backlog)
-                if self._backlog is not None or self._closing:
-                    return
-                if len(self._queue) + self._batched > self._max_pending // 2:
-                    return  # the next flush comes back here
-            self._reading_paused = False
-            self._transport.resume_reading()
+        flow = self._flow
+        if self._closed or not flow.resumable(len(self._queue) + self._batched):
+            return
+        backlog = flow.take_backlog()
+        if backlog is not None:
+            self._run(backlog)
+            if flow.holding or self._closing:
+                return
+            if not flow.resumable(len(self._queue) + self._batched):
+                return  # the next flush comes back here
+        flow.resume_reading()
 
     def abort(self) -> None:
         """Close now (the dedicated upstream went away, as a Redis restart would do)."""
@@ -357,7 +338,7 @@ class ClientSession(asyncio.Protocol):
 
     @property
     def reading_paused(self) -> bool:
-        return self._reading_paused
+        return self._flow.reading_paused
 
     # --- for proxy/auth.py, blocking.py, pubsub.py, txn.py (contracts.SessionLike) ---------
 

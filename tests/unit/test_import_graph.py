@@ -45,6 +45,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             {
                 "proxy",
                 "proxy.dispatch",
+                "proxy.flow",
                 "proxy.framing",
                 "proxy.localcluster",
                 "proxy.logs",
