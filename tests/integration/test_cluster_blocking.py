@@ -411,7 +411,7 @@ def test_client_gone_while_an_element_arrives_loses_nothing(
     wins is up to the race; every round checks the outcome, whichever it was."""
     state = proxy.server.state
     assert state is not None
-    links = blocking.links_of(state)
+    links = state.blocked.links
     put_back: list[Args] = []  # put-back commands sent, then acknowledged
     acknowledged: list[Args] = []
     original_init, original_on_ready = (
