@@ -340,6 +340,11 @@ class ClientSession(asyncio.Protocol):
     def reading_paused(self) -> bool:
         return self._flow.reading_paused
 
+    @property
+    def writing_paused(self) -> bool:
+        """The client's socket buffer is full (the transport said pause_writing)."""
+        return self._flow.writing_paused
+
     # --- for proxy/auth.py, blocking.py, pubsub.py, txn.py (contracts.SessionLike) ---------
 
     @property

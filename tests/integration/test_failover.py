@@ -14,6 +14,7 @@ from redis.retry import Retry
 from proxy.localcluster import LocalCluster
 from routing.slots import key_hash_slot
 from tests.integration.proxy_thread import ProxyThread, proxy_config
+from tests.waiting import wait_until
 
 FreshCluster = Callable[..., LocalCluster]
 
@@ -47,13 +48,28 @@ class Load(threading.Thread):
         self.client.close()
 
 
-def run_load(port: int, action: Callable[[], None], workers: int = 3) -> list[Load]:
+def wait_for_ops(loads: list[Load], ops: int, what: str) -> None:
+    """Until every load has done `ops` more successful SET+GETs."""
+    targets = [load.ops + ops for load in loads]
+
+    def describe() -> str:
+        return f"{ops} ops per load {what} (done {[x.ops for x in loads]}, want {targets})"
+
+    wait_until(
+        lambda: all(x.ops >= t for x, t in zip(loads, targets, strict=True)),
+        30,
+        describe,
+        interval=0.05,
+    )
+
+
+def run_load(port: int, action: Callable[[list[Load]], None], workers: int = 3) -> list[Load]:
     loads = [Load(port, f"fo{n}") for n in range(workers)]
     for load in loads:
         load.start()
-    time.sleep(0.5)
-    action()
-    time.sleep(1.0)
+    wait_for_ops(loads, 200, "before the failover")
+    action(loads)
+    wait_for_ops(loads, 400, "after the failover")
     for load in loads:
         load.stop.set()
     for load in loads:
@@ -66,7 +82,7 @@ def test_graceful_failover_is_invisible(fresh_cluster: FreshCluster) -> None:
     victim = cluster.primaries()[0]
     replica = cluster.replicas_of(victim)[0]
     with ProxyThread(proxy_config("cluster", cluster.seeds[:1])) as proxy:
-        loads = run_load(proxy.port, lambda: cluster.failover(replica))
+        loads = run_load(proxy.port, lambda _: cluster.failover(replica))
         assert replica in cluster.primaries()
         errors = [e for load in loads for e in load.errors]
         assert errors == [], errors[:5]
@@ -83,11 +99,11 @@ def test_killed_primary_error_window_is_bounded(fresh_cluster: FreshCluster) -> 
     replica = cluster.replicas_of(victim)[0]
     killed_at: list[float] = []
 
-    def kill() -> None:
+    def kill(loads: list[Load]) -> None:
         killed_at.append(time.monotonic())
         cluster.node(victim).kill()
         cluster.wait_stable(timeout=30)  # the replica is elected
-        time.sleep(1.0)
+        wait_for_ops(loads, 400, "once the replica is elected")  # slotless recovered
 
     with ProxyThread(
         proxy_config("cluster", cluster.seeds, command_timeout=2.0, retry_timeout=2.0)

@@ -92,7 +92,7 @@ def test_one_byte_every_100ms(proxy: ProxyThread, good: redis.Redis) -> None:
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
         for byte in request:
             sock.sendall(bytes([byte]))
-            time.sleep(0.1)
+            time.sleep(0.1)  # the scenario, not a wait: a client dribbling one byte at a time
             assert good.get("good:k") == b"v"  # others are served meanwhile
         assert sock.recv(100) == b"$5\r\nslow!\r\n"
 

@@ -14,9 +14,33 @@ import pytest
 import redis
 
 from conf.schema import LimitsConfig
-from proxy.localcluster import Cluster, RedisProcess, command
+from proxy.localcluster import Cluster, RedisProcess, RedisReplyError, command
+from proxy.session import ClientSession
 from tests.integration.proxy_process import slotless_process
 from tests.integration.proxy_thread import ProxyThread, proxy_config
+from tests.waiting import wait_until
+
+
+def session_of(proxy: ProxyThread, sock: socket.socket) -> ClientSession | None:
+    """slotless's session for the client socket `sock`, once it has accepted it."""
+    state = proxy.server.state
+    assert state is not None
+    host, port = sock.getsockname()[:2]
+    sessions = [s for s in list(state.sessions) if s.peer == f"{host}:{port}"]
+    assert len(sessions) <= 1, sessions
+    return sessions[0] if sessions else None
+
+
+def reading_paused(proxy: ProxyThread, sock: socket.socket) -> bool:
+    session = session_of(proxy, sock)
+    return session is not None and session.reading_paused
+
+
+def blocked_clients(addr: str) -> int:
+    info = command(addr, "INFO", "clients")
+    assert isinstance(info, bytes)
+    return int(info.split(b"blocked_clients:")[1].split(b"\r\n")[0])
+
 
 MAX_PENDING_REPLIES = LimitsConfig().max_pending_replies
 
@@ -35,19 +59,23 @@ def test_a_client_that_never_reads_is_bounded(
         with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             sock.setblocking(False)
-            sent = 0
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:  # 20,000 GETs = 2 GB of replies, never read
-                try:
-                    sent += sock.send(request * 100)
-                except BlockingIOError:
-                    time.sleep(0.05)
-                if sent >= len(request) * 20_000:
-                    break
-            time.sleep(1.0)
-            state = proxy.server.state
-            assert state is not None
-            (session,) = list(state.sessions)
+            sent, total = 0, len(request) * 20_000  # 20,000 GETs = 2 GB of replies, never read
+
+            def stuffed() -> bool:
+                """Send until the socket is full (or all is sent); slotless stopped reading?"""
+                nonlocal sent
+                with contextlib.suppress(BlockingIOError):
+                    while sent < total:
+                        sent += sock.send(request * 100)
+                session = session_of(proxy, sock)
+                # Its replies stuck too, slotless can never resume reading: the steady state.
+                return session is not None and session.reading_paused and session.writing_paused
+
+            wait_until(
+                stuffed, 10, "slotless to stop reading and writing the client that never reads"
+            )
+            session = session_of(proxy, sock)
+            assert session is not None
             # The kernel's socket buffers may hold the rest of the requests; slotless itself
             # holds at most MAX_PENDING_REPLIES replies and has stopped reading.
             assert session.pending_replies <= MAX_PENDING_REPLIES
@@ -78,12 +106,11 @@ def test_pipelined_requests_are_bounded_while_the_cluster_is_slow(redis_cluster:
             while sent < len(payload) and time.monotonic() < deadline:
                 with contextlib.suppress(BlockingIOError):
                     sent += sock.send(payload[sent : sent + step])
-                time.sleep(0.002)
+                time.sleep(0.002)  # pacing, not a wait: slotless reads many small batches
             sock.setblocking(True)
-            time.sleep(0.2)
-            state = proxy.server.state
-            assert state is not None
-            (session,) = list(state.sessions)
+            wait_until(lambda: reading_paused(proxy, sock), 5, "slotless to stop reading")
+            session = session_of(proxy, sock)
+            assert session is not None
             try:
                 assert 0 < session.pending_replies <= MAX_PENDING_REPLIES
                 assert session.reading_paused
@@ -108,17 +135,30 @@ def test_sigterm_lets_in_flight_replies_arrive_then_exits_0(
         f'upstream: {{mode: standalone, nodes: ["{redis_standalone.addr}"]}}\n'
         "log: {level: warning}\n"
     )
-    with slotless_process(tmp_path, body) as (proc, port):
-        slow = "local i = 0 while i < 4000000 do i = i + 1 end return 'done'"
-        result: list[object] = []
-        with redis.Redis(port=port, socket_timeout=10) as client:
-            worker = threading.Thread(target=lambda: result.append(client.eval(slow, 0)))
-            worker.start()
-            time.sleep(0.05)
-            proc.send_signal(signal.SIGTERM)
-            worker.join(10)
-            assert result == [b"done"]  # the in-flight reply reached its client
-            assert proc.wait(10) == 0
+    # Past this, the node answers others -BUSY while a script runs: a sure sign that the
+    # EVAL went through slotless and runs on the node, so SIGTERM finds it in flight.
+    threshold = command(redis_standalone.addr, "CONFIG", "GET", "busy-reply-threshold")
+    assert isinstance(threshold, list)
+    command(redis_standalone.addr, "CONFIG", "SET", "busy-reply-threshold", "10")
+    try:
+        with slotless_process(tmp_path, body) as (proc, port):
+            slow = "local i = 0 while i < 20000000 do i = i + 1 end return 'done'"
+            result: list[object] = []
+            with redis.Redis(port=port, socket_timeout=10) as client:
+                worker = threading.Thread(target=lambda: result.append(client.eval(slow, 0)))
+                worker.start()
+                wait_until(lambda: _busy(redis_standalone.addr), 10, "the EVAL to run on the node")
+                proc.send_signal(signal.SIGTERM)
+                worker.join(10)
+                assert result == [b"done"]  # the in-flight reply reached its client
+                assert proc.wait(10) == 0
+    finally:
+        command(redis_standalone.addr, "CONFIG", "SET", "busy-reply-threshold", threshold[1])
+
+
+def _busy(addr: str) -> bool:
+    reply = command(addr, "PING")
+    return isinstance(reply, RedisReplyError) and str(reply).startswith("BUSY")
 
 
 def test_idle_clients_are_closed_after_client_idle_timeout(
@@ -137,6 +177,7 @@ def test_idle_clients_are_closed_after_client_idle_timeout(
         while time.monotonic() - started < 2.0:
             busy.sendall(b"PING\r\n")
             assert busy.recv(100) == b"+PONG\r\n"
+            # Pacing, not a wait: a PING every 0.1 s for 4 idle timeouts keeps it active.
             time.sleep(0.1)
         busy.sendall(b"PING\r\n")
         assert busy.recv(100) == b"+PONG\r\n"
@@ -154,8 +195,11 @@ def test_sigterm_deadline_bounds_the_drain(redis_standalone: RedisProcess, tmp_p
         socket.create_connection(("127.0.0.1", port)) as sock,
     ):
         # blocks for 10 s upstream: the drain must not wait for it
+        before = blocked_clients(redis_standalone.addr)
         sock.sendall(b"*3\r\n$5\r\nBLPOP\r\n$9\r\nterm:none\r\n$2\r\n10\r\n")
-        time.sleep(0.2)
+        wait_until(
+            lambda: blocked_clients(redis_standalone.addr) > before, 10, "BLPOP to block upstream"
+        )
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
@@ -170,10 +214,11 @@ def test_sighup_reloads_the_config_and_keeps_clients(
     events = ("reloaded", "reload_rejected")
 
     def reloaded(times: int) -> None:
-        end = time.monotonic() + 10
-        while sum(log_path.read_text().count(f" {e} ") for e in events) < times:
-            assert time.monotonic() < end, log_path.read_text()
-            time.sleep(0.05)
+        wait_until(
+            lambda: sum(log_path.read_text().count(f" {e} ") for e in events) >= times,
+            10,
+            lambda: f"reload #{times} in the log:\n{log_path.read_text()}",
+        )
 
     with (
         slotless_process(tmp_path, body + "log: {level: info}\n") as (proc, port),

@@ -15,8 +15,10 @@ from redis.retry import Retry
 from routing.slots import key_hash_slot
 from tests.integration.conftest import FreshCluster
 from tests.integration.proxy_process import slotless_process
+from tests.waiting import wait_until
 
 SOAK_SECONDS = 25
+WARM_UP_OPS = 1000  # per client, before the memory baseline (about 2 s here)
 
 
 def _rss_kb(pid: int) -> int:
@@ -77,6 +79,21 @@ class Client(threading.Thread):
         self.redis.close()
 
 
+def wait_for_ops(clients: list[Client], ops: int, what: str) -> None:
+    """Until every client has done `ops` more operations (errors are counted apart)."""
+    targets = [c.ops + ops for c in clients]
+
+    def describe() -> str:
+        return f"{ops} ops per client {what} (done {[c.ops for c in clients]}, want {targets})"
+
+    wait_until(
+        lambda: all(c.ops >= t for c, t in zip(clients, targets, strict=True)),
+        30,
+        describe,
+        interval=0.05,
+    )
+
+
 def test_soak_with_migrations_and_failover(fresh_cluster: FreshCluster, tmp_path: Path) -> None:
     cluster = fresh_cluster(primaries=3, replicas=1)
     seeds = ", ".join(f'"{s}"' for s in cluster.seeds[:2])
@@ -85,7 +102,7 @@ def test_soak_with_migrations_and_failover(fresh_cluster: FreshCluster, tmp_path
         clients = [Client(port, f"c{i}", seed=i) for i in range(8)]
         for client in clients:
             client.start()
-        time.sleep(2)
+        wait_for_ops(clients, WARM_UP_OPS, "before the memory baseline")
         baseline = _rss_kb(proc.pid)
         # Move the slots of a few keys back and forth, then fail a primary over.
         slots = sorted(
@@ -101,8 +118,9 @@ def test_soak_with_migrations_and_failover(fresh_cluster: FreshCluster, tmp_path
             rounds += 1
         primary = cluster.owner_of_slot(slots[0])
         cluster.failover(cluster.replicas_of(primary)[0])
-        while time.monotonic() < end:
-            time.sleep(0.2)
+        wait_for_ops(clients, 250, "after the failover")
+        # The soak's own length, not a wait for something: keep the load on until its end.
+        time.sleep(max(0.0, end - time.monotonic()))
         for client in clients:
             client.stop.set()
         for client in clients:

@@ -6,28 +6,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import redis
 
 from proxy.localcluster import RedisProcess, pick_ports
+from tests.waiting import wait_until
 
 
 def children_of(pid: int) -> set[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
     return {int(p) for p in out.stdout.split()}
-
-
-def wait_for(check, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.1)
 
 
 def test_workers_share_the_port_restart_and_drain(
@@ -45,8 +34,15 @@ def test_workers_share_the_port_restart_and_drain(
         [sys.executable, "-m", "proxy", "--config", str(config)], stdout=log, stderr=log
     )
     try:
-        workers = wait_for(lambda: (w := children_of(proc.pid)) and len(w) == 2 and w)
-        r = wait_for(lambda: _connect(port))
+        workers = wait_until(
+            lambda: (w := children_of(proc.pid)) and len(w) == 2 and w,
+            15,
+            "2 workers",
+            interval=0.1,
+        )
+        r = wait_until(
+            lambda: _connect(port), 15, f"a worker to answer on port {port}", interval=0.1
+        )
         ids = set()
         for _ in range(20):
             with redis.Redis(port=port) as c:
@@ -56,8 +52,11 @@ def test_workers_share_the_port_restart_and_drain(
         r.close()
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
-        replaced = wait_for(
-            lambda: (w := children_of(proc.pid)) and len(w) == 2 and victim not in w and w
+        replaced = wait_until(
+            lambda: (w := children_of(proc.pid)) and len(w) == 2 and victim not in w and w,
+            15,
+            f"a worker to replace the killed {victim}",
+            interval=0.1,
         )
         assert victim not in replaced
         for _ in range(20):  # whichever worker the kernel picks serves
