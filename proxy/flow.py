@@ -47,11 +47,6 @@ class FlowControl:
         backlog, self._backlog = self._backlog, None
         return backlog
 
-    def check(self, owed: int) -> None:
-        """After serving: stop reading while more than `limit` replies are owed."""
-        if owed > self.limit:
-            self.pause_reading()
-
     def resumable(self, owed: int) -> bool:
         return self.reading_paused and not self.writing_paused and owed <= self.limit // 2
 

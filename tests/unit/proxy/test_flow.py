@@ -31,7 +31,7 @@ def test_the_rest_of_a_read_waits_and_reading_stops() -> None:
 
 def test_resumes_at_half_the_bound_unless_the_socket_is_full() -> None:
     control, transport = flow()
-    control.check(owed=9)
+    control.pause_reading()  # the session: 9 owed, more than the limit
     assert transport.paused
     assert not control.resumable(owed=5)
     assert control.resumable(owed=4)
