@@ -52,6 +52,7 @@ class ServerState:
         self._ids = itertools.count(worker + 1, max(1, config.workers))
         self._tasks: set[asyncio.Task[Any]] = set()
         self.accepting = True
+        self._drained: asyncio.Future[None] | None = None  # set by drain(), while it runs
         self._idle_sweep: asyncio.TimerHandle | None = None
         self.blocked = BlockedClients(self)  # proxy/blocking.py
         self.held = HeldConnections()  # proxy/txn.py
@@ -123,6 +124,29 @@ class ServerState:
 
     def on_session_closed(self, session: ClientSession) -> None:
         self.sessions.discard(session)
+        drained = self._drained
+        if drained is not None and not self.sessions and not drained.done():
+            drained.set_result(None)
+
+    async def drain(self, deadline: float) -> int:
+        """Shutdown: every client gets the replies it is owed, then its connection closes
+        (nothing new is served); waits for the last close, at most `deadline` seconds. Returns
+        how many clients were still waiting at the deadline (they are closed at once)."""
+        self.accepting = False
+        for session in list(self.sessions):
+            session.drain()
+        if self.sessions:
+            self._drained = self.loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._drained), deadline)
+            except TimeoutError:
+                pass
+            finally:
+                self._drained = None
+        late = list(self.sessions)
+        for session in late:
+            session.abort()
+        return len(late)
 
     def _on_node_lost(self, addr: str, why: str) -> None:
         self.upstream_errors += 1
@@ -193,17 +217,10 @@ class Server:
             self._server.close()
         if state is None:
             return
-        state.accepting = False
-        loop = asyncio.get_running_loop()
-        end = loop.time() + deadline
-        # Polls a condition spread over every session; 10 ms steps are fine at shutdown.
-        while any(s.pending_replies for s in state.sessions) and loop.time() < end:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        for session in list(state.sessions):
-            session.close_after_replies()
-        await asyncio.sleep(0)
+        clients = len(state.sessions)
+        late = await state.drain(deadline)
         await state.aclose()
-        log.info("stopped", clients_closed=len(state.sessions))
+        log.info("stopped", clients_closed=clients, cut_at_deadline=late or None)
 
     def reload(self) -> bool:
         """SIGHUP: re-read the config file; a file with a mistake changes nothing."""

@@ -246,6 +246,14 @@ class ClientSession(asyncio.Protocol):
         self._closing = True
         self.on_ready()
 
+    def drain(self) -> None:
+        """Shutdown: serve nothing new, close once the replies owed are written. A client
+        owed none (idle, subscribed, or streaming through its own pipe) is closed now."""
+        if self.pending_replies:
+            self.close_after_replies()
+        else:
+            self.abort()
+
     def start_pipe(self, args: Args) -> None:
         """Give this client its own upstream connection from now on (standalone mode)."""
         pipe = Pipe(self, self._state)

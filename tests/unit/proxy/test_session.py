@@ -464,3 +464,26 @@ async def test_hello_applies_its_options_in_order_like_redis_7_0() -> None:
         b"$5\r\nearly\r\n"
     )
     assert session.client.authenticated and not session.resp3
+
+
+async def test_drain_writes_what_is_owed_then_closes_and_serves_nothing_new() -> None:
+    session, transport, state = connect()
+    key = key_on(B)
+    session.data_received(pack_command([b"GET", key]))
+    await settle()
+    session.drain()
+    session.data_received(pack_command([b"GET", key_on(A)]))  # arrives during the drain
+    await settle()
+    assert not transport.closed  # a reply is still owed
+    state.nodes[B].answer(b"$1\r\nx\r\n")
+    await settle()
+    assert transport.data == b"$1\r\nx\r\n" and transport.closed
+    assert state.nodes[A].requests() == []  # nothing new went upstream
+
+
+async def test_drain_closes_a_client_owed_nothing_at_once() -> None:
+    session, transport, _state = connect()
+    session.data_received(b"PING\r\n")
+    assert transport.data == b"+PONG\r\n"
+    session.drain()
+    assert transport.closed
