@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Final, TextIO
@@ -119,6 +119,8 @@ class Sample:
     ops: float
     p50: float
     p99: float
+    proxy_cpu: float | None = None  # microseconds of the proxy's CPU per request
+    redis_cpu: float | None = None  # microseconds of the cluster's CPU per request
 
 
 @dataclass(slots=True)
@@ -127,7 +129,7 @@ class Series:
     errors: list[str] = field(default_factory=list)
 
     def median(self, attr: str) -> float | None:
-        values = [getattr(s, attr) for s in self.samples]
+        values = [v for s in self.samples if (v := getattr(s, attr)) is not None]
         return statistics.median(values) if values else None
 
 
@@ -354,12 +356,51 @@ def raise_nofile(needed: int) -> int:
     return min(needed, want - 512)
 
 
+# -- CPU ------------------------------------------------------------------------------------
+
+CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat from field 3 (state) on: the comm field before it may contain spaces."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()
+
+
+def _cpu_ticks(fields: list[str]) -> int:
+    # utime + stime (fields 14, 15) of the whole thread group, plus cutime + cstime (16, 17):
+    # the CPU of children it has reaped, so a worker that exits mid-run is not lost.
+    return sum(int(f) for f in fields[11:15])
+
+
+def group_cpu_ticks(pgid: int) -> int:
+    """CPU ticks of every process in the process group (the proxy and its workers)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(entry.name)) and int(fields[2]) == pgid:
+            total += _cpu_ticks(fields)
+    return total
+
+
+def pids_cpu_ticks(pids: Sequence[int]) -> int:
+    """CPU ticks of these processes (the cluster's redis-servers)."""
+    return sum(_cpu_ticks(fields) for pid in pids if (fields := _stat_fields(pid)))
+
+
+def us_per_request(ticks: int, requests: int) -> float:
+    return ticks / CLK_TCK * 1e6 / requests
+
+
 # -- redis-benchmark ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Runner:
     seeds: tuple[str, ...]
+    redis_pids: tuple[int, ...]
     proxy_port: int
     quick: bool
 
@@ -374,13 +415,28 @@ class Runner:
         common += ["-r", str(KEYSPACE), "-d", str(VALUE_SIZE), "--csv"]
         return ["redis-benchmark", *where, *common, *workload.args(target)]
 
-    def run(self, workload: Workload, target: str, requests: int, timeout: float) -> Sample:
-        """One redis-benchmark process; raises BenchError with its output when it fails."""
+    def run(
+        self,
+        workload: Workload,
+        target: str,
+        requests: int,
+        timeout: float,
+        proxy_pgid: int | None = None,
+    ) -> Sample:
+        """One redis-benchmark process; raises BenchError with its output when it fails.
+
+        The CPU that the proxy's process group (if given) and the cluster spent is sampled right
+        before and right after it, and divided by the requests it sent.
+        """
         argv = self.argv(workload, target, requests)
+        proxy_before = group_cpu_ticks(proxy_pgid) if proxy_pgid is not None else 0
+        redis_before = pids_cpu_ticks(self.redis_pids)
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise BenchError(f"redis-benchmark timed out after {timeout:.0f}s") from None
+        proxy_after = group_cpu_ticks(proxy_pgid) if proxy_pgid is not None else 0
+        redis_after = pids_cpu_ticks(self.redis_pids)
         rows = parse_csv(done.stdout)
         if done.returncode != 0 or len(rows) != 1:
             out = (done.stderr.strip() or done.stdout.strip()).splitlines()[-5:]
@@ -388,7 +444,11 @@ class Runner:
                 f"redis-benchmark exit status {done.returncode}, {len(rows)} result rows: "
                 + " | ".join(out)
             )
-        return rows[0]
+        proxy_cpu = None
+        if proxy_pgid is not None:
+            proxy_cpu = us_per_request(proxy_after - proxy_before, requests)
+        redis_cpu = us_per_request(redis_after - redis_before, requests)
+        return replace(rows[0], proxy_cpu=proxy_cpu, redis_cpu=redis_cpu)
 
 
 def parse_csv(text: str) -> list[Sample]:
@@ -453,7 +513,7 @@ def report(
     out.write("\n")
     cols = (
         f"{'workload':<10} {'target':<9} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'ratio':>6} {'p99 ratio':>9}  goal"
+        f" {'ratio':>6} {'p99 ratio':>9} {'proxy us':>8} {'redis us':>8}  goal"
     )
     out.write(cols + "\n" + "-" * len(cols) + "\n")
     ratios = []
@@ -469,8 +529,13 @@ def report(
                 f" {_fmt(series.median('p50'), '8.3f')} {_fmt(series.median('p99'), '8.3f')}"
             )
             if target == "slotless":
-                goals = _goal_text(w, ops_ratio, p99_ratio)
-                line += f" {_fmt(ops_ratio, '6.2f')} {_fmt(p99_ratio, '9.2f')}  {goals}"
+                line += f" {_fmt(ops_ratio, '6.2f')} {_fmt(p99_ratio, '9.2f')}"
+            else:
+                line += f" {'':>6} {'':>9}"
+            line += f" {_fmt(series.median('proxy_cpu'), '8.2f')}"
+            line += f" {_fmt(series.median('redis_cpu'), '8.2f')}"
+            if target == "slotless":
+                line += f"  {_goal_text(w, ops_ratio, p99_ratio)}"
             if series.errors:
                 line += f"  [{len(series.errors)} failed run(s)]"
             out.write(line.rstrip() + "\n")
@@ -601,7 +666,8 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
         proxy = Proxy(seeds, args.workers, max(idle, 1000) + 1000, tmp)
         _progress(f"starting slotless on 127.0.0.1:{proxy.port}: {shlex.join(proxy.argv)}")
         proxy.start()
-        runner = Runner(seeds, proxy.port, args.quick)
+        redis_pids = tuple(pid for node in cluster.nodes if (pid := node.pid) is not None)
+        runner = Runner(seeds, redis_pids, proxy.port, args.quick)
         memory = None
         if idle:
             _progress(f"memory: opening {idle:,} idle client connections ...")
@@ -667,7 +733,7 @@ def _one_run(
     started = time.monotonic()
     series = results[(w.id, target)]
     try:
-        s = runner.run(w, target, requests, timeout)
+        s = runner.run(w, target, requests, timeout, proxy.pid if target != "direct" else None)
     except BenchError as exc:
         proxy.check_alive()
         series.errors.append(str(exc))
