@@ -1,11 +1,14 @@
-"""slotless vs. a Redis Cluster, with redis-benchmark: throughput, latency and idle-client memory.
+"""slotless vs. a Redis Cluster, with redis-benchmark: throughput, latency, CPU and memory.
 
 Starts a 3-primary cluster (no replicas, no persistence) and slotless in front of it on free
-loopback ports, runs each workload against the cluster directly (`--cluster`) and through the
-proxy, alternating targets over several rounds, then measures the proxy's RSS with idle clients.
-Everything it starts is stopped on the way out, on errors and on Ctrl-C/SIGTERM too.
+loopback ports (one proxy per hot path and workers count measured), measures each proxy's RSS
+with idle clients, then runs each workload against the cluster directly (`--cluster`) and
+through every proxy, alternating targets over several rounds, and reads the CPU time the proxy
+and the cluster spent on each run. Everything it starts is stopped on the way out, on errors
+and on Ctrl-C/SIGTERM too.
 
-    .venv/bin/python tests/bench/run.py [--rounds 3] [--seconds 3] [--workers 1] [--quick]
+    .venv/bin/python tests/bench/run.py [--rounds 3] [--seconds 3] [--workers 1[,2]]
+        [--paths auto|compiled|pure|compiled,pure] [--only IDS] [--idle-clients N] [--quick]
 """
 
 from __future__ import annotations
@@ -572,7 +575,7 @@ def report(
     """Write the report; returns each slotless target's geometric mean of ops/s ratios.
 
     `targets` starts with "direct"; every other target is a slotless compared with it. `pairs`
-    are (compiled, pure) target names compared with each other under the table.
+    are (a, b) target names compared with each other under the table (a / b).
     """
     for line in header:
         out.write(line + "\n")
@@ -612,8 +615,10 @@ def report(
     out.write("\n")
     for name, memory in memories:
         _memory_report(out, name, memory)
-    for compiled, pure in pairs:
-        _pair_report(out, workloads, results, compiled, pure)
+    for a, b in pairs:
+        _pair_report(out, workloads, results, a, b)
+    if pairs:
+        out.write("\n")
     gmeans = {}
     for target, values in ratios.items():
         gmeans[target] = gmean = _gmean(values)
@@ -629,20 +634,20 @@ def _pair_report(
     out: TextIO,
     workloads: Sequence[Workload],
     results: dict[tuple[str, str], Series],
-    compiled: str,
-    pure: str,
+    a: str,
+    b: str,
 ) -> None:
-    """One line: the compiled path's ops/s and proxy CPU per request relative to the pure one."""
+    """One line: target `a`'s ops/s and proxy CPU per request relative to target `b`'s."""
     ops, cpu = [], []
     for w in workloads:
-        a, b = results[(w.id, compiled)], results[(w.id, pure)]
-        if (r := _ratio(a.median("ops"), b.median("ops"))) is not None:
+        sa, sb = results[(w.id, a)], results[(w.id, b)]
+        if (r := _ratio(sa.median("ops"), sb.median("ops"))) is not None and r > 0:
             ops.append(r)
-        if (r := _ratio(a.median("proxy_cpu"), b.median("proxy_cpu"))) is not None and r > 0:
+        if (r := _ratio(sa.median("proxy_cpu"), sb.median("proxy_cpu"))) is not None and r > 0:
             cpu.append(r)
     out.write(
-        f"{compiled} / {pure} (geometric mean over the workloads): ops/s"
-        f" {_fmt(_gmean(ops), '.2f')}x, proxy CPU per request {_fmt(_gmean(cpu), '.2f')}x\n\n"
+        f"{a} / {b} (geometric mean over the workloads): ops/s"
+        f" {_fmt(_gmean(ops), '.2f')}x, proxy CPU per request {_fmt(_gmean(cpu), '.2f')}x\n"
     )
 
 
@@ -688,11 +693,28 @@ def _paths_arg(text: str) -> tuple[str, ...] | None:
     return paths
 
 
+def _workers_arg(text: str) -> tuple[str, ...]:
+    """--workers: one `workers:` value or a comma-separated list of them (1,2 compares)."""
+    values = tuple(dict.fromkeys(v.strip().lower() for v in text.split(",") if v.strip()))
+    if not values or not all(v == "auto" or (v.isdigit() and int(v) >= 1) for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected auto, a number or a comma-separated list such as 1,2, got {text!r}"
+        )
+    return tuple(v if v == "auto" else str(int(v)) for v in values)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds per target (default 3)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per run (default 3)")
-    parser.add_argument("--workers", type=int, default=1, help="slotless workers (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=_workers_arg,
+        default="1",
+        metavar="N[,N...]",
+        help="`workers:` of slotless (default 1); a list such as 1,2 starts one proxy per value"
+        " and per hot path, as targets slotless-w1, slotless-w2, ...",
+    )
     parser.add_argument(
         "--paths",
         type=_paths_arg,
@@ -801,6 +823,25 @@ def _start_proxy(
     return proxy
 
 
+def _target_name(path: str, workers: str, several_workers: bool) -> str:
+    name = "slotless" if path == "compiled" else "slotless-pure"
+    return f"{name}-w{workers}" if several_workers else name
+
+
+def _pairs(workers: Sequence[str], paths: Sequence[str], several: bool) -> list[tuple[str, str]]:
+    """Targets compared under the table: compiled / pure, then each workers count / the first."""
+    pairs = []
+    if "compiled" in paths and "pure" in paths:
+        pairs += [
+            (_target_name("compiled", w, several), _target_name("pure", w, several))
+            for w in workers
+        ]
+    for path in paths:
+        base = _target_name(path, workers[0], several)
+        pairs += [(_target_name(path, w, several), base) for w in workers[1:]]
+    return pairs
+
+
 def _path_notes(paths: tuple[str, ...] | None, proxies: Sequence[Proxy]) -> list[str]:
     notes = []
     for proxy in proxies:
@@ -832,13 +873,20 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
         cluster.start()
         seeds = tuple(cluster.seeds)
         max_clients = max(idle, 1000) + 1000
-        workers = str(args.workers)
-        paths = args.paths or ("compiled",)
-        for path in paths:
-            name = "slotless" if path == "compiled" else "slotless-pure"
-            _start_proxy(proxies, name, seeds, workers, path == "pure", max_clients, tmp)
-        if args.paths is None and proxies[0].hot_path == "compiled":
-            _start_proxy(proxies, "slotless-pure", seeds, workers, True, max_clients, tmp)
+        paths = list(args.paths or ("compiled",))
+        several = len(args.workers) > 1
+
+        def start(workers: str, path: str) -> Proxy:
+            name = _target_name(path, workers, several)
+            return _start_proxy(proxies, name, seeds, workers, path == "pure", max_clients, tmp)
+
+        first = start(args.workers[0], paths[0])
+        if args.paths is None and first.hot_path == "compiled":
+            paths.append("pure")
+        for workers in args.workers:
+            for path in paths:
+                if (workers, path) != (args.workers[0], paths[0]):
+                    start(workers, path)
         targets = [Target(DIRECT), *(Target(p.name, p) for p in proxies)]
         redis_pids = tuple(pid for node in cluster.nodes if (pid := node.pid) is not None)
         runner = Runner(seeds, redis_pids)
@@ -855,10 +903,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
         header = _header(args, runner, workloads, targets, notes)
         for proxy in proxies:
             _log_summary(proxy)
-        names = [p.name for p in proxies]
-        pairs = (
-            [("slotless", "slotless-pure")] if {"slotless", "slotless-pure"} <= set(names) else []
-        )
+        pairs = _pairs(args.workers, paths, several)
         report(sys.stdout, header, workloads, [t.name for t in targets], results, memories, pairs)
         failed = any(s.errors for s in results.values()) or any(m.error for _, m in memories)
         return 1 if failed else 0
@@ -932,7 +977,7 @@ def _one_run(
     took = time.monotonic() - started
     cpu = "" if s.proxy_cpu is None else f"proxy {s.proxy_cpu:.2f} us/req  "
     _progress(
-        f"round {round_no} {w.title:<9} {target.name:<13} {s.ops:>10,.0f} ops/s"
+        f"round {round_no} {w.title:<9} {target.name:<16} {s.ops:>10,.0f} ops/s"
         f"  p50 {s.p50:.3f}  p99 {s.p99:.3f} ms  {cpu}(-n {requests}, {took:.1f} s)"
     )
     return s
