@@ -1,11 +1,14 @@
-"""slotless vs. a Redis Cluster, with redis-benchmark: throughput, latency and idle-client memory.
+"""slotless vs. a Redis Cluster, with redis-benchmark: throughput, latency, CPU and memory.
 
 Starts a 3-primary cluster (no replicas, no persistence) and slotless in front of it on free
-loopback ports, runs each workload against the cluster directly (`--cluster`) and through the
-proxy, alternating targets over several rounds, then measures the proxy's RSS with idle clients.
-Everything it starts is stopped on the way out, on errors and on Ctrl-C/SIGTERM too.
+loopback ports (one proxy per hot path and workers count measured), measures each proxy's RSS
+with idle clients, then runs each workload against the cluster directly (`--cluster`) and
+through every proxy, alternating targets over several rounds, and reads the CPU time the proxy
+and the cluster spent on each run. Everything it starts is stopped on the way out, on errors
+and on Ctrl-C/SIGTERM too.
 
-    .venv/bin/python tests/bench/run.py [--rounds 3] [--seconds 3] [--workers 1] [--quick]
+    .venv/bin/python tests/bench/run.py [--rounds 3] [--seconds 3] [--workers 1[,2]]
+        [--paths auto|compiled|pure|compiled,pure] [--only IDS] [--idle-clients N] [--quick]
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Final, TextIO
@@ -36,7 +39,13 @@ ROOT: Final = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run by path: make `proxy` importable without installing
     sys.path.insert(0, str(ROOT))
 
-from proxy.localcluster import Connection, LocalCluster, command, pick_ports  # noqa: E402
+from proxy.localcluster import (  # noqa: E402
+    Connection,
+    LocalCluster,
+    RedisReplyError,
+    command,
+    pick_ports,
+)
 
 CLIENTS: Final = 50
 KEYSPACE: Final = 100_000
@@ -47,12 +56,16 @@ QUICK_IDLE_CLIENTS: Final = 500
 MEMORY_GOAL_BYTES: Final = 10 * 1024
 P99_GOAL: Final = 2.0
 VALUE: Final = "v" * VALUE_SIZE
-TARGETS: Final = ("direct", "slotless")
+DIRECT: Final = "direct"
+# The hot-path contract (issue 13): with SLOTLESS_PURE=1 the proxy runs its pure-Python path,
+# without it the compiled one when built; INFO's `# Proxy` section says which (`hot_path:`).
+PURE_ENV: Final = "SLOTLESS_PURE"
+PATHS: Final = ("compiled", "pure")
 
 
 @dataclass(frozen=True, slots=True)
 class Workload:
-    """One row pair of the report; `direct`/`proxied` are the arguments after the common ones."""
+    """One row group of the report; `direct`/`proxied` are the arguments after the common ones."""
 
     id: str
     title: str
@@ -62,10 +75,10 @@ class Workload:
     goal: float  # minimum slotless/direct ops/s ratio
     p99_goal: float | None  # maximum slotless/direct p99 ratio, if the issue sets one
     quick_requests: int
-    probe_requests: int  # the calibration run, which also warms both targets up
+    probe_requests: int  # the calibration run, which also warms the target up
 
-    def args(self, target: str) -> tuple[str, ...]:
-        return self.direct if target == "direct" else self.proxied
+    def args(self, direct: bool) -> tuple[str, ...]:
+        return self.direct if direct else self.proxied
 
 
 def _multi(name: str, key: str, with_values: bool) -> tuple[str, ...]:
@@ -119,6 +132,8 @@ class Sample:
     ops: float
     p50: float
     p99: float
+    proxy_cpu: float | None = None  # microseconds of the proxy's CPU per request
+    redis_cpu: float | None = None  # microseconds of the cluster's CPU per request
 
 
 @dataclass(slots=True)
@@ -127,7 +142,7 @@ class Series:
     errors: list[str] = field(default_factory=list)
 
     def median(self, attr: str) -> float | None:
-        values = [getattr(s, attr) for s in self.samples]
+        values = [v for s in self.samples if (v := getattr(s, attr)) is not None]
         return statistics.median(values) if values else None
 
 
@@ -151,12 +166,29 @@ class Memory:
 
 
 class Proxy:
-    """slotless as a subprocess in its own process group, stderr kept in a file."""
+    """slotless as a subprocess in its own process group, stderr kept in a file.
 
-    def __init__(self, seeds: Sequence[str], workers: int, max_clients: int, tmp: Path) -> None:
+    `pure` sets SLOTLESS_PURE=1 in its environment (the pure-Python hot path); otherwise the
+    variable is removed, so it runs the compiled path when that is built. `hot_path` is what
+    its INFO says once it has started ("unknown" when INFO has no such line).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        seeds: Sequence[str],
+        workers: str,
+        pure: bool,
+        max_clients: int,
+        tmp: Path,
+    ) -> None:
+        self.name = name
+        self.workers = workers
+        self.pure = pure
+        self.hot_path = "unknown"
         self.port = pick_ports(1)[0]
-        self.config = tmp / "slotless.yaml"
-        self.log_path = tmp / "slotless.stderr"
+        self.config = tmp / f"{name}.yaml"
+        self.log_path = tmp / f"{name}.stderr"
         nodes = ", ".join(f'"{s}"' for s in seeds)
         lines = [
             f'listen: "127.0.0.1:{self.port}"',
@@ -171,7 +203,14 @@ class Proxy:
         ]
         self.config.write_text("\n".join(lines) + "\n")
         self.argv = [sys.executable, "-m", "proxy", "--config", str(self.config)]
+        self.env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
+        if pure:
+            self.env[PURE_ENV] = "1"
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def shown_command(self) -> str:
+        return (f"{PURE_ENV}=1 " if self.pure else "") + shlex.join(self.argv)
 
     @property
     def pid(self) -> int:
@@ -186,18 +225,27 @@ class Proxy:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=self.env,
                 start_new_session=True,  # its own group: stop() takes any workers down too
             )
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while not self._answers_ping():
             if not self.is_running():
-                raise BenchError(f"slotless exited at startup:\n{self.log_tail()}")
+                raise BenchError(f"{self.name} exited at startup:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise BenchError(
-                    f"slotless not answering PING after {timeout}s:\n{self.log_tail()}"
+                    f"{self.name} not answering PING after {timeout}s:\n{self.log_tail()}"
                 )
             time.sleep(0.05)
+        self.hot_path = self._read_hot_path()
+
+    def _read_hot_path(self) -> str:
+        try:
+            info = command(f"127.0.0.1:{self.port}", "INFO", "proxy", timeout=5.0)
+        except (OSError, RedisReplyError):
+            return "unknown"
+        return hot_path_of(info.decode(errors="replace") if isinstance(info, bytes) else "")
 
     def _answers_ping(self) -> bool:
         try:
@@ -212,7 +260,7 @@ class Proxy:
         if not self.is_running():
             assert self._proc is not None
             raise BenchError(
-                f"slotless died (exit status {self._proc.returncode}):\n{self.log_tail()}"
+                f"{self.name} died (exit status {self._proc.returncode}):\n{self.log_tail()}"
             )
 
     def stop(self) -> None:
@@ -238,6 +286,15 @@ class Proxy:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def hot_path_of(info: str) -> str:
+    """The `hot_path:` field of an INFO text, "unknown" when it has none."""
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        if key == "hot_path" and value.strip():
+            return value.strip()
+    return "unknown"
 
 
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -354,33 +411,91 @@ def raise_nofile(needed: int) -> int:
     return min(needed, want - 512)
 
 
+# -- CPU ------------------------------------------------------------------------------------
+
+CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat from field 3 (state) on: the comm field before it may contain spaces."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()
+
+
+def _cpu_ticks(fields: list[str]) -> int:
+    # utime + stime (fields 14, 15) of the whole thread group, plus cutime + cstime (16, 17):
+    # the CPU of children it has reaped, so a worker that exits mid-run is not lost.
+    return sum(int(f) for f in fields[11:15])
+
+
+def group_cpu_ticks(pgid: int) -> int:
+    """CPU ticks of every process in the process group (the proxy and its workers)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(entry.name)) and int(fields[2]) == pgid:
+            total += _cpu_ticks(fields)
+    return total
+
+
+def pids_cpu_ticks(pids: Sequence[int]) -> int:
+    """CPU ticks of these processes (the cluster's redis-servers)."""
+    return sum(_cpu_ticks(fields) for pid in pids if (fields := _stat_fields(pid)))
+
+
+def us_per_request(ticks: int, requests: int) -> float:
+    return ticks / CLK_TCK * 1e6 / requests
+
+
 # -- redis-benchmark ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where redis-benchmark is pointed: the cluster (`proxy` None) or one slotless."""
+
+    name: str
+    proxy: Proxy | None = None
+
+    @property
+    def direct(self) -> bool:
+        return self.proxy is None
 
 
 @dataclass(frozen=True, slots=True)
 class Runner:
     seeds: tuple[str, ...]
-    proxy_port: int
-    quick: bool
+    redis_pids: tuple[int, ...]
 
-    def argv(self, workload: Workload, target: str, requests: int | None) -> list[str]:
-        if target == "direct":
+    def argv(self, workload: Workload, target: Target, requests: int | None) -> list[str]:
+        if target.proxy is None:
             host, _, port = self.seeds[0].rpartition(":")
             where = ["--cluster", "-h", host, "-p", port]
         else:
-            where = ["-h", "127.0.0.1", "-p", str(self.proxy_port)]
+            where = ["-h", "127.0.0.1", "-p", str(target.proxy.port)]
         count = "N" if requests is None else str(requests)
         common = ["-c", str(CLIENTS), "-P", str(workload.pipeline), "-n", count]
         common += ["-r", str(KEYSPACE), "-d", str(VALUE_SIZE), "--csv"]
-        return ["redis-benchmark", *where, *common, *workload.args(target)]
+        return ["redis-benchmark", *where, *common, *workload.args(target.direct)]
 
-    def run(self, workload: Workload, target: str, requests: int, timeout: float) -> Sample:
-        """One redis-benchmark process; raises BenchError with its output when it fails."""
+    def run(self, workload: Workload, target: Target, requests: int, timeout: float) -> Sample:
+        """One redis-benchmark process; raises BenchError with its output when it fails.
+
+        The CPU that the target proxy's process group and the cluster spent is sampled right
+        before and right after it, and divided by the requests it sent.
+        """
         argv = self.argv(workload, target, requests)
+        proxy_pgid = None if target.proxy is None else target.proxy.pid  # its own session
+        proxy_before = group_cpu_ticks(proxy_pgid) if proxy_pgid is not None else 0
+        redis_before = pids_cpu_ticks(self.redis_pids)
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise BenchError(f"redis-benchmark timed out after {timeout:.0f}s") from None
+        proxy_after = group_cpu_ticks(proxy_pgid) if proxy_pgid is not None else 0
+        redis_after = pids_cpu_ticks(self.redis_pids)
         rows = parse_csv(done.stdout)
         if done.returncode != 0 or len(rows) != 1:
             out = (done.stderr.strip() or done.stdout.strip()).splitlines()[-5:]
@@ -388,7 +503,11 @@ class Runner:
                 f"redis-benchmark exit status {done.returncode}, {len(rows)} result rows: "
                 + " | ".join(out)
             )
-        return rows[0]
+        proxy_cpu = None
+        if proxy_pgid is not None:
+            proxy_cpu = us_per_request(proxy_after - proxy_before, requests)
+        redis_cpu = us_per_request(redis_after - redis_before, requests)
+        return replace(rows[0], proxy_cpu=proxy_cpu, redis_cpu=redis_cpu)
 
 
 def parse_csv(text: str) -> list[Sample]:
@@ -413,7 +532,7 @@ def flushall(seeds: Sequence[str]) -> None:
         command(addr, "FLUSHALL", "SYNC", timeout=30.0)
 
 
-def calibrate(runner: Runner, workload: Workload, target: str, seconds: float) -> int:
+def calibrate(runner: Runner, workload: Workload, target: Target, seconds: float) -> int:
     """-n for a run of about `seconds`, from one short probe run."""
     flushall(runner.seeds)
     probe = runner.run(workload, target, workload.probe_requests, timeout=120.0)
@@ -440,49 +559,96 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
+def _gmean(values: Sequence[float]) -> float | None:
+    return math.exp(statistics.fmean(math.log(v) for v in values)) if values else None
+
+
 def report(
     out: TextIO,
     header: Sequence[str],
     workloads: Sequence[Workload],
+    targets: Sequence[str],
     results: dict[tuple[str, str], Series],
-    memory: Memory | None,
-) -> float | None:
-    """Write the report; returns the geometric mean of the ops/s ratios (the last line)."""
+    memories: Sequence[tuple[str, Memory]],
+    pairs: Sequence[tuple[str, str]] = (),
+) -> dict[str, float | None]:
+    """Write the report; returns each slotless target's geometric mean of ops/s ratios.
+
+    `targets` starts with "direct"; every other target is a slotless compared with it. `pairs`
+    are (a, b) target names compared with each other under the table (a / b).
+    """
     for line in header:
         out.write(line + "\n")
     out.write("\n")
+    width = max(9, *(len(t) for t in targets))
     cols = (
-        f"{'workload':<10} {'target':<9} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'ratio':>6} {'p99 ratio':>9}  goal"
+        f"{'workload':<10} {'target':<{width}} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'ratio':>6} {'p99 ratio':>9} {'proxy us':>8} {'redis us':>8}  goal"
     )
     out.write(cols + "\n" + "-" * len(cols) + "\n")
-    ratios = []
+    ratios: dict[str, list[float]] = {t: [] for t in targets[1:]}
     for w in workloads:
-        direct, proxied = results[(w.id, "direct")], results[(w.id, "slotless")]
-        ops_ratio = _ratio(proxied.median("ops"), direct.median("ops"))
-        p99_ratio = _ratio(proxied.median("p99"), direct.median("p99")) if w.pipeline == 1 else None
-        if ops_ratio is not None:
-            ratios.append(ops_ratio)
-        for target, series in (("direct", direct), ("slotless", proxied)):
+        direct = results[(w.id, DIRECT)]
+        for target in targets:
+            series = results[(w.id, target)]
             line = (
-                f"{w.title:<10} {target:<9} {_fmt(series.median('ops'), '10,.0f')}"
+                f"{w.title:<10} {target:<{width}} {_fmt(series.median('ops'), '10,.0f')}"
                 f" {_fmt(series.median('p50'), '8.3f')} {_fmt(series.median('p99'), '8.3f')}"
             )
-            if target == "slotless":
-                goals = _goal_text(w, ops_ratio, p99_ratio)
-                line += f" {_fmt(ops_ratio, '6.2f')} {_fmt(p99_ratio, '9.2f')}  {goals}"
+            ops_ratio = p99_ratio = None
+            if target == DIRECT:
+                line += f" {'':>6} {'':>9}"
+            else:
+                ops_ratio = _ratio(series.median("ops"), direct.median("ops"))
+                if w.pipeline == 1:
+                    p99_ratio = _ratio(series.median("p99"), direct.median("p99"))
+                if ops_ratio is not None:
+                    ratios[target].append(ops_ratio)
+                line += f" {_fmt(ops_ratio, '6.2f')} {_fmt(p99_ratio, '9.2f')}"
+            line += f" {_fmt(series.median('proxy_cpu'), '8.2f')}"
+            line += f" {_fmt(series.median('redis_cpu'), '8.2f')}"
+            if target != DIRECT:
+                line += f"  {_goal_text(w, ops_ratio, p99_ratio)}"
             if series.errors:
                 line += f"  [{len(series.errors)} failed run(s)]"
             out.write(line.rstrip() + "\n")
     out.write("\n")
-    if memory is not None:
-        _memory_report(out, memory)
-    gmean = math.exp(statistics.fmean(math.log(r) for r in ratios)) if ratios else None
-    counted = f"over {len(ratios)} of {len(workloads)} workloads"
-    gm = _fmt(gmean, ".3f")
-    out.write(f"geometric mean of ops/s ratios (slotless/direct, {counted}): {gm}\n")
+    for name, memory in memories:
+        _memory_report(out, name, memory)
+    for a, b in pairs:
+        _pair_report(out, workloads, results, a, b)
+    if pairs:
+        out.write("\n")
+    gmeans = {}
+    for target, values in ratios.items():
+        gmeans[target] = gmean = _gmean(values)
+        counted = f"over {len(values)} of {len(workloads)} workloads"
+        out.write(
+            f"geometric mean of ops/s ratios ({target}/direct, {counted}): {_fmt(gmean, '.3f')}\n"
+        )
     out.flush()
-    return gmean
+    return gmeans
+
+
+def _pair_report(
+    out: TextIO,
+    workloads: Sequence[Workload],
+    results: dict[tuple[str, str], Series],
+    a: str,
+    b: str,
+) -> None:
+    """One line: target `a`'s ops/s and proxy CPU per request relative to target `b`'s."""
+    ops, cpu = [], []
+    for w in workloads:
+        sa, sb = results[(w.id, a)], results[(w.id, b)]
+        if (r := _ratio(sa.median("ops"), sb.median("ops"))) is not None and r > 0:
+            ops.append(r)
+        if (r := _ratio(sa.median("proxy_cpu"), sb.median("proxy_cpu"))) is not None and r > 0:
+            cpu.append(r)
+    out.write(
+        f"{a} / {b} (geometric mean over the workloads): ops/s"
+        f" {_fmt(_gmean(ops), '.2f')}x, proxy CPU per request {_fmt(_gmean(cpu), '.2f')}x\n"
+    )
 
 
 def _goal_text(w: Workload, ops_ratio: float | None, p99_ratio: float | None) -> str:
@@ -496,11 +662,11 @@ def _goal_text(w: Workload, ops_ratio: float | None, p99_ratio: float | None) ->
     return text
 
 
-def _memory_report(out: TextIO, mem: Memory) -> None:
+def _memory_report(out: TextIO, name: str, mem: Memory) -> None:
     mib = 1024 * 1024
     per = mem.per_client
     verdict = "n/a" if per is None else ("ok" if per <= MEMORY_GOAL_BYTES else "MISS")
-    out.write("memory: slotless VmRSS (process + children)\n")
+    out.write(f"memory: {name} VmRSS (process + children)\n")
     out.write(f"  {'idle':<34} {mem.rss_idle / mib:10.1f} MiB\n")
     out.write(f"  {f'with {mem.established} idle clients':<34} {mem.rss_with / mib:10.1f} MiB\n")
     out.write(f"  {'after closing them':<34} {mem.rss_after / mib:10.1f} MiB\n")
@@ -514,11 +680,50 @@ def _memory_report(out: TextIO, mem: Memory) -> None:
 # -- main -----------------------------------------------------------------------------------
 
 
+def _paths_arg(text: str) -> tuple[str, ...] | None:
+    """--paths: "auto" (None) or a comma-separated list of hot paths."""
+    if text.strip() == "auto":
+        return None
+    paths = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    unknown = [p for p in paths if p not in PATHS]
+    if unknown or not paths:
+        raise argparse.ArgumentTypeError(
+            f"expected auto or a comma-separated list of {', '.join(PATHS)}, got {text!r}"
+        )
+    return paths
+
+
+def _workers_arg(text: str) -> tuple[str, ...]:
+    """--workers: one `workers:` value or a comma-separated list of them (1,2 compares)."""
+    values = tuple(dict.fromkeys(v.strip().lower() for v in text.split(",") if v.strip()))
+    if not values or not all(v == "auto" or (v.isdigit() and int(v) >= 1) for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected auto, a number or a comma-separated list such as 1,2, got {text!r}"
+        )
+    return tuple(v if v == "auto" else str(int(v)) for v in values)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds per target (default 3)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per run (default 3)")
-    parser.add_argument("--workers", type=int, default=1, help="slotless workers (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=_workers_arg,
+        default="1",
+        metavar="N[,N...]",
+        help="`workers:` of slotless (default 1); a list such as 1,2 starts one proxy per value"
+        " and per hot path, as targets slotless-w1, slotless-w2, ...",
+    )
+    parser.add_argument(
+        "--paths",
+        type=_paths_arg,
+        default="auto",
+        metavar="PATHS",
+        help="hot paths to measure, each behind its own proxy: compiled (target slotless),"
+        f" pure ({PURE_ENV}=1, target slotless-pure), or both: compiled,pure. Default auto:"
+        " compiled, and pure beside it when the first proxy reports hot_path:compiled",
+    )
     parser.add_argument(
         "--only",
         metavar="IDS",
@@ -556,33 +761,102 @@ def _shown_path(path: str) -> str:
     return path
 
 
-def _header(args: argparse.Namespace, runner: Runner, workloads: Sequence[Workload]) -> list[str]:
+def _header(
+    args: argparse.Namespace,
+    runner: Runner,
+    workloads: Sequence[Workload],
+    targets: Sequence[Target],
+    notes: Sequence[str],
+) -> list[str]:
     rounds = 1 if args.quick else args.rounds
     length = "quick (fixed -n)" if args.quick else f"~{args.seconds:g} s per run"
+    width = max(9, *(len(t.name) for t in targets))
     lines = [
         "slotless benchmark: 3 primaries, no replicas, no persistence; redis-benchmark "
         + subprocess.run(["redis-benchmark", "--version"], capture_output=True, text=True)
         .stdout.strip()
         .removeprefix("redis-benchmark "),
         f"{rounds} round(s), targets alternating, {length}; medians over rounds;"
-        f" workers {args.workers}; {os.cpu_count()} CPUs",
+        f" {os.cpu_count()} CPUs",
         "command: " + shlex.join([_shown_path(sys.executable), *sys.argv]),
         # The interpreter's build moves the proxy's CPU per request by ~20% (README).
         f"python: {platform.python_version()} ({os.path.realpath(sys.executable)})",
-        "redis-benchmark command lines (N calibrated per workload and target):",
+        "slotless targets (hot_path as each proxy's INFO reports it):",
     ]
+    for t in targets:
+        if t.proxy is not None:
+            env = f"{PURE_ENV}=1" if t.proxy.pure else f"{PURE_ENV} unset"
+            lines.append(
+                f"  {t.name:<{width}} hot_path {t.proxy.hot_path:<9}"
+                f" workers {t.proxy.workers:<4} {env}"
+            )
+    lines += [f"note: {note}" for note in notes]
+    lines.append("redis-benchmark command lines (N calibrated per workload and target):")
     for w in workloads:
-        for target in TARGETS:
-            argv = runner.argv(w, target, None)
-            cmd = w.args(target)
+        for t in targets:
+            argv = runner.argv(w, t, None)
+            cmd = w.args(t.direct)
             if len(cmd) > 4:  # MSET/MGET: one key (and value), not ten
                 step = 2 if cmd[2] == VALUE else 1
                 argv = [*argv[: -len(cmd)], *cmd[: 1 + step]]
             shown = shlex.join(argv).replace(VALUE, f"<{VALUE_SIZE} x v>")
             if len(cmd) > 4:
                 shown += f" ... x{MULTI_KEYS}"
-            lines.append(f"  {w.title:<9} {target:<9} {shown}")
+            lines.append(f"  {w.title:<9} {t.name:<{width}} {shown}")
     return lines
+
+
+def _start_proxy(
+    proxies: list[Proxy],
+    name: str,
+    seeds: Sequence[str],
+    workers: str,
+    pure: bool,
+    max_clients: int,
+    tmp: Path,
+) -> Proxy:
+    proxy = Proxy(name, seeds, workers, pure, max_clients, tmp)
+    proxies.append(proxy)  # before start(): stopped on the way out even if it fails to start
+    _progress(f"starting {name} on 127.0.0.1:{proxy.port}: {proxy.shown_command}")
+    proxy.start()
+    _progress(f"{name}: hot_path {proxy.hot_path}")
+    return proxy
+
+
+def _target_name(path: str, workers: str, several_workers: bool) -> str:
+    name = "slotless" if path == "compiled" else "slotless-pure"
+    return f"{name}-w{workers}" if several_workers else name
+
+
+def _pairs(workers: Sequence[str], paths: Sequence[str], several: bool) -> list[tuple[str, str]]:
+    """Targets compared under the table: compiled / pure, then each workers count / the first."""
+    pairs = []
+    if "compiled" in paths and "pure" in paths:
+        pairs += [
+            (_target_name("compiled", w, several), _target_name("pure", w, several))
+            for w in workers
+        ]
+    for path in paths:
+        base = _target_name(path, workers[0], several)
+        pairs += [(_target_name(path, w, several), base) for w in workers[1:]]
+    return pairs
+
+
+def _path_notes(paths: tuple[str, ...] | None, proxies: Sequence[Proxy]) -> list[str]:
+    notes = []
+    for proxy in proxies:
+        if not proxy.pure and proxy.hot_path == "pure":
+            notes.append(
+                f"{proxy.name} runs the pure-Python path without {PURE_ENV}:"
+                " the compiled extension is not built or did not load"
+            )
+    if paths is None and not any(p.pure for p in proxies):
+        first = proxies[0].hot_path
+        notes.append(
+            f"no slotless-pure target: slotless reports hot_path {first}, not compiled"
+            " (--paths compiled,pure measures both anyway)"
+        )
+    return notes
 
 
 def bench(args: argparse.Namespace, tmp: Path) -> int:
@@ -593,71 +867,97 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
         wanted_idle = QUICK_IDLE_CLIENTS if args.quick else IDLE_CLIENTS
     idle = raise_nofile(wanted_idle) if wanted_idle else 0
     cluster = LocalCluster(primaries=3, replicas=0, base_dir=tmp / "cluster")
-    proxy: Proxy | None = None
+    proxies: list[Proxy] = []
     try:
         _progress("starting a 3-primary Redis Cluster ...")
         cluster.start()
         seeds = tuple(cluster.seeds)
-        proxy = Proxy(seeds, args.workers, max(idle, 1000) + 1000, tmp)
-        _progress(f"starting slotless on 127.0.0.1:{proxy.port}: {shlex.join(proxy.argv)}")
-        proxy.start()
-        runner = Runner(seeds, proxy.port, args.quick)
-        memory = None
+        max_clients = max(idle, 1000) + 1000
+        paths = list(args.paths or ("compiled",))
+        several = len(args.workers) > 1
+
+        def start(workers: str, path: str) -> Proxy:
+            name = _target_name(path, workers, several)
+            return _start_proxy(proxies, name, seeds, workers, path == "pure", max_clients, tmp)
+
+        first = start(args.workers[0], paths[0])
+        if args.paths is None and first.hot_path == "compiled":
+            paths.append("pure")
+        for workers in args.workers:
+            for path in paths:
+                if (workers, path) != (args.workers[0], paths[0]):
+                    start(workers, path)
+        targets = [Target(DIRECT), *(Target(p.name, p) for p in proxies)]
+        redis_pids = tuple(pid for node in cluster.nodes if (pid := node.pid) is not None)
+        runner = Runner(seeds, redis_pids)
+        memories = []
         if idle:
-            _progress(f"memory: opening {idle:,} idle client connections ...")
-            memory = measure_memory(proxy, idle)
-            proxy.check_alive()
-        results = run_rounds(runner, proxy, workloads, rounds, args)
-        header = _header(args, runner, workloads)
+            for proxy in proxies:
+                _progress(f"memory: opening {idle:,} idle client connections to {proxy.name} ...")
+                memories.append((proxy.name, measure_memory(proxy, idle)))
+                proxy.check_alive()
+        results = run_rounds(runner, targets, workloads, rounds, args)
+        notes = _path_notes(args.paths, proxies)
         if idle and idle < wanted_idle:
-            header.append(f"note: RLIMIT_NOFILE allows only {idle} idle clients")
-        _log_summary(proxy)
-        report(sys.stdout, header, workloads, results, memory)
-        failed = any(s.errors for s in results.values()) or (memory and memory.error)
+            notes.append(f"RLIMIT_NOFILE allows only {idle} idle clients")
+        header = _header(args, runner, workloads, targets, notes)
+        for proxy in proxies:
+            _log_summary(proxy)
+        pairs = _pairs(args.workers, paths, several)
+        report(sys.stdout, header, workloads, [t.name for t in targets], results, memories, pairs)
+        failed = any(s.errors for s in results.values()) or any(m.error for _, m in memories)
         return 1 if failed else 0
     finally:
-        if proxy is not None:
+        for proxy in proxies:
             proxy.stop()
         cluster.stop()
 
 
+def _check_alive(targets: Sequence[Target]) -> None:
+    for t in targets:
+        if t.proxy is not None:
+            t.proxy.check_alive()
+
+
 def run_rounds(
     runner: Runner,
-    proxy: Proxy,
+    targets: Sequence[Target],
     workloads: Sequence[Workload],
     rounds: int,
     args: argparse.Namespace,
 ) -> dict[tuple[str, str], Series]:
-    results = {(w.id, t): Series() for w in workloads for t in TARGETS}
+    results = {(w.id, t.name): Series() for w in workloads for t in targets}
     requests = {}
     for w in workloads:
-        for t in TARGETS:
+        for t in targets:
+            key = (w.id, t.name)
             if args.quick:
-                requests[(w.id, t)] = w.quick_requests
+                requests[key] = w.quick_requests
                 continue
             try:
-                requests[(w.id, t)] = calibrate(runner, w, t, args.seconds)
+                requests[key] = calibrate(runner, w, t, args.seconds)
             except BenchError as exc:
-                proxy.check_alive()
-                results[(w.id, t)].errors.append(f"calibration: {exc}")
-                requests[(w.id, t)] = w.probe_requests
-            _progress(f"calibrated {w.title} {t}: -n {requests[(w.id, t)]}")
+                _check_alive(targets)
+                results[key].errors.append(f"calibration: {exc}")
+                requests[key] = w.probe_requests
+            _progress(f"calibrated {w.title} {t.name}: -n {requests[key]}")
     timeout = 60.0 if args.quick else args.seconds * 10 + 60
     for r in range(rounds):
         for w in workloads:
-            order = TARGETS if r % 2 == 0 else TARGETS[::-1]
+            order = targets if r % 2 == 0 else targets[::-1]
             for t in order:
-                s = _one_run(runner, proxy, w, t, requests[(w.id, t)], timeout, results, r + 1)
+                key = (w.id, t.name)
+                s = _one_run(runner, targets, w, t, requests[key], timeout, results, r + 1)
                 if s is not None and not args.quick:
-                    requests[(w.id, t)] = sized(w, s.ops, args.seconds)
+                    requests[key] = sized(w, s.ops, args.seconds)
     return results
 
 
 def _one_run(
     runner: Runner,
-    proxy: Proxy,
+    targets: Sequence[Target],
     w: Workload,
-    target: str,
+    target: Target,
     requests: int,
     timeout: float,
     results: dict[tuple[str, str], Series],
@@ -665,19 +965,20 @@ def _one_run(
 ) -> Sample | None:
     flushall(runner.seeds)
     started = time.monotonic()
-    series = results[(w.id, target)]
+    series = results[(w.id, target.name)]
     try:
         s = runner.run(w, target, requests, timeout)
     except BenchError as exc:
-        proxy.check_alive()
+        _check_alive(targets)
         series.errors.append(str(exc))
-        _progress(f"round {round_no} {w.title} {target}: FAILED: {exc}")
+        _progress(f"round {round_no} {w.title} {target.name}: FAILED: {exc}")
         return None
     series.samples.append(s)
     took = time.monotonic() - started
+    cpu = "" if s.proxy_cpu is None else f"proxy {s.proxy_cpu:.2f} us/req  "
     _progress(
-        f"round {round_no} {w.title:<9} {target:<9} {s.ops:>10,.0f} ops/s"
-        f"  p50 {s.p50:.3f}  p99 {s.p99:.3f} ms  (-n {requests}, {took:.1f} s)"
+        f"round {round_no} {w.title:<9} {target.name:<16} {s.ops:>10,.0f} ops/s"
+        f"  p50 {s.p50:.3f}  p99 {s.p99:.3f} ms  {cpu}(-n {requests}, {took:.1f} s)"
     )
     return s
 
@@ -687,8 +988,8 @@ def _log_summary(proxy: Proxy) -> None:
     if text.strip():
         tracebacks = text.count("Traceback")
         _progress(
-            f"slotless stderr ({len(text.splitlines())} lines, {tracebacks} tracebacks), tail:\n"
-            + proxy.log_tail()
+            f"{proxy.name} stderr ({len(text.splitlines())} lines, {tracebacks} tracebacks),"
+            " tail:\n" + proxy.log_tail()
         )
 
 
