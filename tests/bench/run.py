@@ -181,8 +181,11 @@ class Proxy:
         pure: bool,
         max_clients: int,
         tmp: Path,
+        root: Path | None = None,
     ) -> None:
         self.name = name
+        # Another checkout's source (--tree): its proxy/ and routing/ run, this interpreter.
+        self.root = root or ROOT
         self.workers = workers
         self.pure = pure
         self.hot_path = "unknown"
@@ -206,6 +209,8 @@ class Proxy:
         self.env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
         if pure:
             self.env[PURE_ENV] = "1"
+        if root is not None:
+            self.env["PYTHONPATH"] = str(root)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -221,7 +226,7 @@ class Proxy:
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 self.argv,
-                cwd=ROOT,
+                cwd=self.root,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -703,6 +708,14 @@ def _workers_arg(text: str) -> tuple[str, ...]:
     return tuple(v if v == "auto" else str(int(v)) for v in values)
 
 
+def _tree_arg(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    root = Path(path).resolve()
+    if not sep or not name or not (root / "proxy" / "__main__.py").is_file():
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH of a slotless checkout, got {text!r}")
+    return name, root
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds per target (default 3)")
@@ -723,6 +736,15 @@ def _parser() -> argparse.ArgumentParser:
         help="hot paths to measure, each behind its own proxy: compiled (target slotless),"
         f" pure ({PURE_ENV}=1, target slotless-pure), or both: compiled,pure. Default auto:"
         " compiled, and pure beside it when the first proxy reports hot_path:compiled",
+    )
+    parser.add_argument(
+        "--tree",
+        type=_tree_arg,
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also measure the proxy of another checkout (e.g. an older commit's worktree) as"
+        " target NAME, in the same rounds; repeatable",
     )
     parser.add_argument(
         "--only",
@@ -814,12 +836,15 @@ def _start_proxy(
     pure: bool,
     max_clients: int,
     tmp: Path,
+    root: Path | None = None,
 ) -> Proxy:
-    proxy = Proxy(name, seeds, workers, pure, max_clients, tmp)
+    proxy = Proxy(name, seeds, workers, pure, max_clients, tmp, root)
     proxies.append(proxy)  # before start(): stopped on the way out even if it fails to start
     _progress(f"starting {name} on 127.0.0.1:{proxy.port}: {proxy.shown_command}")
     proxy.start()
     _progress(f"{name}: hot_path {proxy.hot_path}")
+    if root is not None:
+        _progress(f"{name}: source from {root}")
     return proxy
 
 
@@ -887,6 +912,8 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
             for path in paths:
                 if (workers, path) != (args.workers[0], paths[0]):
                     start(workers, path)
+        for name, root in args.tree:
+            _start_proxy(proxies, name, seeds, args.workers[0], False, max_clients, tmp, root)
         targets = [Target(DIRECT), *(Target(p.name, p) for p in proxies)]
         redis_pids = tuple(pid for node in cluster.nodes if (pid := node.pid) is not None)
         runner = Runner(seeds, redis_pids)
@@ -904,6 +931,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
         for proxy in proxies:
             _log_summary(proxy)
         pairs = _pairs(args.workers, paths, several)
+        pairs += [(first.name, name) for name, _ in args.tree]
         report(sys.stdout, header, workloads, [t.name for t in targets], results, memories, pairs)
         failed = any(s.errors for s in results.values()) or any(m.error for _, m in memories)
         return 1 if failed else 0
