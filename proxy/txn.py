@@ -22,11 +22,6 @@ from routing.plan import ANY_NODE, Reply
 from routing.redirect import CLUSTER_ERROR_PREFIXES, parse_redirect
 from routing.resp import OK, Args, pack_command
 from routing.txn import (
-    DISCARD_WITHOUT_MULTI,
-    EXEC_WITHOUT_MULTI,
-    EXECABORT,
-    NESTED_MULTI,
-    WATCH_INSIDE_MULTI,
     Refuse,
     exec_abort,
     lost_before_exec,
@@ -93,9 +88,9 @@ def command(session: SessionLike, state: TxnContext, name: bytes, args: Args) ->
     elif name == b"unwatch":
         session.reply(OK)
     elif name == b"exec":
-        session.reply(EXEC_WITHOUT_MULTI.encode())
+        session.reply(replies.EXEC_WITHOUT_MULTI.encode())
     else:
-        session.reply(DISCARD_WITHOUT_MULTI.encode())
+        session.reply(replies.DISCARD_WITHOUT_MULTI.encode())
 
 
 def flag(session: SessionLike) -> None:
@@ -189,7 +184,7 @@ class _Exec:
             # The node refused EXEC as a whole (cluster.c getNodeByQuery) and discarded it;
             # if a queued command was refused already, the client expects EXECABORT.
             explained = txn.explain_moving(raw, conn, "transaction aborted; nothing was applied")
-            raw = EXECABORT.encode() if txn.flagged else explained
+            raw = replies.EXECABORT.encode() if txn.flagged else explained
         self.reply = raw
         txn.session.on_ready()
         txn.release(conn)
@@ -332,22 +327,22 @@ class Transaction:
         session = self.session
         if name == b"multi":
             if self.in_multi:
-                session.reply(NESTED_MULTI.encode())
+                session.reply(replies.NESTED_MULTI.encode())
             else:
                 self.begin()
         elif name == b"exec":
             if self.in_multi:
                 self.exec()
             else:
-                session.reply(EXEC_WITHOUT_MULTI.encode())
+                session.reply(replies.EXEC_WITHOUT_MULTI.encode())
         elif name == b"discard":
             if self.in_multi:
                 self.discard()
             else:
-                session.reply(DISCARD_WITHOUT_MULTI.encode())
+                session.reply(replies.DISCARD_WITHOUT_MULTI.encode())
         elif name == b"watch":
             if self.in_multi:
-                session.reply(WATCH_INSIDE_MULTI.encode())
+                session.reply(replies.WATCH_INSIDE_MULTI.encode())
             else:
                 self.watch(args)
         else:  # UNWATCH outside MULTI: the watches go with the connection
@@ -479,7 +474,7 @@ class Transaction:
     def exec(self) -> None:
         session = self.session
         if self.flagged:
-            session.reply(EXECABORT.encode())
+            session.reply(replies.EXECABORT.encode())
             self._end(_DISCARD)
             return
         if self.up is None:

@@ -27,13 +27,6 @@ from routing.plan import (
 from routing.resp import Args
 from routing.slots import key_hash_slot
 
-# Texts live in routing/replies.py; proxy/txn.py still imports these names from here.
-NESTED_MULTI: Final = replies.NESTED_MULTI
-EXEC_WITHOUT_MULTI: Final = replies.EXEC_WITHOUT_MULTI
-DISCARD_WITHOUT_MULTI: Final = replies.DISCARD_WITHOUT_MULTI
-WATCH_INSIDE_MULTI: Final = replies.WATCH_INSIDE_MULTI
-EXECABORT: Final = replies.EXECABORT
-
 # Commands that act at once even inside MULTI (server.c processCommand's exceptions); the
 # session handles QUIT and RESET, proxy/txn.py the others.
 IMMEDIATE: Final = frozenset(b"exec discard multi watch quit reset".split())
