@@ -23,6 +23,7 @@ from routing.resp import (
     encode_status,
     string2ll,
 )
+from routing.txn import MultiState
 
 DEFAULT_USER: Final = b"default"
 RESET: Final = encode_status(b"RESET")
@@ -125,6 +126,9 @@ class ClientState:
     authenticated: bool = field(init=False)
     db: int = 0
     last_cmd: bytes = b"NULL"
+    # MULTI/WATCH state (routing/txn.py) from MULTI or WATCH until the transaction ends;
+    # proxy/txn.py sets and clears it.
+    multi: MultiState | None = None
 
     def __post_init__(self) -> None:
         self.authenticated = not self.requires_auth
