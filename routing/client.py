@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 from routing import replies
+from routing.pubsub import Subscriptions
 from routing.resp import (
     OK,
     Args,
@@ -129,6 +130,9 @@ class ClientState:
     # MULTI/WATCH state (routing/txn.py) from MULTI or WATCH until the transaction ends;
     # proxy/txn.py sets and clears it.
     multi: MultiState | None = None
+    # Channels, patterns and shard channels (routing/pubsub.py); proxy/pubsub.py keeps the
+    # hub in step with them.
+    subs: Subscriptions = field(default_factory=Subscriptions)
 
     def __post_init__(self) -> None:
         self.authenticated = not self.requires_auth
