@@ -280,6 +280,7 @@ class Transaction:
             self._shared = True
             return False
         self._do(action)
+        # End without a reply is RESET's: the session serves it once the transaction is over.
         return not (type(action) is End and action.raw is None)
 
     def lift_barrier(self) -> None:
