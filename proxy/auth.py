@@ -19,7 +19,6 @@ from typing import Final, Literal
 import structlog
 
 from conf.schema import AuthConfig
-from proxy import txn
 from proxy.contracts import Entry, ServerContext, SessionLike
 from routing import replies
 from routing.client import DEFAULT_USER, parse_hello
@@ -276,7 +275,9 @@ class ClientGate:
         denied = user.may_run(self._state.topology.table, args)
         if denied is None:
             return False
-        txn.flag(self._session)  # inside MULTI, Redis then answers EXEC with EXECABORT
+        multi = self._session.client.multi
+        if multi is not None:
+            multi.on_refused()  # inside MULTI, Redis then answers EXEC with EXECABORT
         self.answer(denied)
         return True
 

@@ -137,6 +137,7 @@ def command(session: SessionLike, state: BlockingContext, name: bytes, args: Arg
 
 
 def _on_client_closed(chains: dict[SessionLike, deque[_Op]], session: SessionLike) -> None:
+    session.client.blocked = None
     chain = chains.pop(session, None)
     if chain:
         chain[0].orphan()  # the others were never sent
@@ -187,6 +188,7 @@ class _Op:
     # --- sending ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.session.client.blocked = self.name  # CLIENT LIST flags=b until it is answered
         loop = self.state.loop
         timeout = self.timeout
         if timeout is not None and timeout.seconds > 0:
@@ -296,6 +298,7 @@ class _Op:
         chain = self.state.blocked.chains.get(session)
         if chain and chain[0] is self:
             chain.popleft()
+            session.client.blocked = None
             if chain:
                 chain[0].start()
 

@@ -312,7 +312,6 @@ class LocalCommands:
         session = self._session
         client = session.client
         now = self._state.loop.time()
-        flags = b"P" if session.pubsub is not None else b"x" if session.txn is not None else b"N"
         return (
             b"id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=%d sub=0 psub=0 "
             b"ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 "
@@ -325,7 +324,7 @@ class LocalCommands:
             client.name or b"",
             int(now - client.created),
             int(now - session.last_active),
-            flags,
+            client.flags(),
             client.db,
             client.last_cmd,
             client.user,
@@ -347,7 +346,7 @@ _CLIENT_TYPES: Final = {
 
 
 def _client_type(session: SessionLike) -> bytes:
-    return b"pubsub" if session.pubsub is not None else b"normal"
+    return b"pubsub" if session.client.subs.total() else b"normal"
 
 
 def _unknown_type(name: bytes) -> bytes:

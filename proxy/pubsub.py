@@ -20,7 +20,6 @@ import structlog
 from proxy.contracts import ServerContext, SessionLike
 from routing.merge import merge_fanout
 from routing.pubsub import (
-    ALLOWED_WHILE_SUBSCRIBED,
     SUBSCRIBE_KIND,
     UNSUBSCRIBE_KIND,
     UNSUBSCRIBE_WORD,
@@ -29,11 +28,10 @@ from routing.pubsub import (
     Subscriptions,
     as_push,
     encode_confirmation,
-    encode_subscribed_pong,
+    gate_subscribed,
     merge_channel_lists,
     merge_numsub,
     parse_push,
-    subscribed_state_error,
 )
 from routing.redirect import parse_redirect
 from routing.resp import Args, ReplyProtocolError, is_error, pack_command, reply_end
@@ -94,43 +92,31 @@ class Pending:
 
 
 class ClientPubSub:
-    """One client's subscriptions; sees its requests while it has any (session.pubsub)."""
+    """One client in the hub: sees its requests while it has subscriptions (session.pubsub),
+    which are `session.client.subs` (routing/pubsub.py has the rules)."""
 
-    __slots__ = ("_hooked", "hub", "session", "subs")
+    __slots__ = ("_hooked", "hub", "session")
 
     def __init__(self, session: SessionLike, hub: Hub) -> None:
         self.session = session
         self.hub = hub
-        self.subs = Subscriptions()
         self._hooked = False
 
+    @property
+    def subs(self) -> Subscriptions:
+        return self.session.client.subs
+
     def intercept(self, args: Args) -> bool:
-        name = args[0].lower()
-        if name == b"reset":
+        if args[0].lower() == b"reset":
             self.drop_all()
             return False
         session = self.session
-        if session.resp3:
+        client = session.client
+        raw = gate_subscribed(client.subs, client.resp3, args, self.hub.state.topology.table)
+        if raw is None:
             return False
-        if name == b"ping" and len(args) <= 2:
-            session.reply(encode_subscribed_pong(args))
-            return True
-        if name in ALLOWED_WHILE_SUBSCRIBED:
-            return False
-        fullname = self._runnable_name(args)
-        if fullname is None:
-            return False  # unknown command or wrong arity: the router's error comes first
-        session.reply(subscribed_state_error(fullname))
+        session.reply(raw)
         return True
-
-    def _runnable_name(self, args: Args) -> bytes | None:
-        spec = self.hub.state.topology.table.resolve(args)
-        if spec is None or spec.subcommands:
-            return None  # unknown command or subcommand
-        arity, argc = spec.arity, len(args)
-        if argc != arity if arity >= 0 else argc < -arity:
-            return None
-        return spec.name
 
     def run(self, name: bytes, args: Args) -> None:
         session = self.session
@@ -169,6 +155,10 @@ class ClientPubSub:
 
     def drop_all(self) -> None:
         """RESET or disconnect: leave everything without telling the client."""
+        if self.session.pubsub is not self:
+            # An earlier one of this session (subscribed, then unsubscribed from all): it is
+            # in no hub set, and the client's subscriptions, if any, are the current one's.
+            return
         for kind in UNSUBSCRIBE_WORD:
             for channel, _, was in self.subs.unsubscribe(kind, ()):
                 if was and channel is not None:

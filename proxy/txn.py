@@ -4,7 +4,8 @@ MULTI is held locally until the first keyed command (or WATCH) names a slot; the
 then runs on a dedicated connection to that slot's primary, which keeps the MULTI and WATCH
 state as Redis does for a direct client. Commands for another slot are refused at queue time
 (EXEC then answers EXECABORT). A slot that moves mid-transaction makes the node discard it;
-the client gets a clear error, never a partial transaction. routing/txn.py decides slots.
+the client gets a clear error, never a partial transaction. routing/txn.py's MultiState
+decides (slots, errors, EXECABORT); this module sends and keeps the order.
 """
 
 from __future__ import annotations
@@ -18,32 +19,24 @@ from typing import Protocol
 from proxy.contracts import Entry, ServerContext, SessionLike
 from proxy.upstream import UpstreamConnection, Waiter
 from routing import replies
-from routing.plan import ANY_NODE, Reply
+from routing.plan import ANY_NODE
 from routing.redirect import CLUSTER_ERROR_PREFIXES, parse_redirect
-from routing.resp import OK, Args, pack_command
+from routing.resp import OK, Args, ErrorReply
 from routing.txn import (
-    DISCARD_WITHOUT_MULTI,
-    EXEC_WITHOUT_MULTI,
-    EXECABORT,
-    NESTED_MULTI,
-    WATCH_INSIDE_MULTI,
-    Refuse,
-    exec_abort,
+    MULTI,
+    Action,
+    Answer,
+    Begin,
+    Bind,
+    End,
+    MultiState,
+    Send,
     lost_before_exec,
     lost_in_exec,
-    plan_queued,
     slot_moving,
-    watch_slot,
 )
 
-_MULTI = pack_command([b"MULTI"])
-_EXEC = pack_command([b"EXEC"])
-_DISCARD = pack_command([b"DISCARD"])
-_RESET = pack_command([b"RESET"])
-_QUEUED = b"+QUEUED\r\n"
-_EMPTY_EXEC = b"*0\r\n"
 _UPSTREAM_LOST = replies.UPSTREAM_ERROR_PREFIX
-_CONTROL = frozenset((b"exec", b"discard", b"multi", b"watch"))
 
 
 class HeldConnections:
@@ -84,26 +77,9 @@ class TxnContext(ServerContext, Protocol):
 def command(session: SessionLike, state: TxnContext, name: bytes, args: Args) -> None:
     """Serve MULTI/EXEC/DISCARD/WATCH/UNWATCH outside MULTI (arity already checked)."""
     txn = session.txn
-    if isinstance(txn, Transaction):
-        txn.on_command(name, args)
-    elif name == b"multi":
-        Transaction(session, state).begin()
-    elif name == b"watch":
-        Transaction(session, state).watch(args)
-    elif name == b"unwatch":
-        session.reply(OK)
-    elif name == b"exec":
-        session.reply(EXEC_WITHOUT_MULTI.encode())
-    else:
-        session.reply(DISCARD_WITHOUT_MULTI.encode())
-
-
-def flag(session: SessionLike) -> None:
-    """A command refused before it reached the transaction (by proxy/auth.py's ACL check,
-    say): inside MULTI, Redis then makes EXEC answer EXECABORT (server.c rejectCommand)."""
-    txn = session.txn
-    if isinstance(txn, Transaction) and txn.in_multi:
-        txn.flagged = True
+    if not isinstance(txn, Transaction):
+        txn = Transaction(session, state)  # joins the session only if the command begins one
+    txn.on_command(args)
 
 
 class _Swallow:
@@ -117,7 +93,7 @@ class _Swallow:
 
     def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
         if raw[:1] == b"-":
-            self.txn.flagged = True
+            self.txn.multi.flag()
 
 
 class _Close:
@@ -165,7 +141,7 @@ class _Queued:
         if raw[:1] == b"-":
             # The node flags its transaction on any refusal (server.c rejectCommand and the
             # cluster redirection), so its EXEC will answer EXECABORT; so does ours.
-            self.txn.flagged = True
+            self.txn.multi.flag()
             if raw.startswith(CLUSTER_ERROR_PREFIXES):
                 raw = self.txn.explain_moving(raw, conn, "the transaction will be discarded")
         self.reply = raw
@@ -189,7 +165,7 @@ class _Exec:
             # The node refused EXEC as a whole (cluster.c getNodeByQuery) and discarded it;
             # if a queued command was refused already, the client expects EXECABORT.
             explained = txn.explain_moving(raw, conn, "transaction aborted; nothing was applied")
-            raw = EXECABORT.encode() if txn.flagged else explained
+            raw = txn.multi.on_exec_refused(explained)
         self.reply = raw
         txn.session.on_ready()
         txn.release(conn)
@@ -262,7 +238,9 @@ class _Upstream:
 
 
 class Transaction:
-    """One client's MULTI block and/or WATCHed keys; `session.txn` while it lasts."""
+    """One client's MULTI block and/or WATCHed keys; `session.txn` while it lasts. The rules
+    are `multi` (routing/txn.py), which is `session.client.multi` meanwhile; this class does
+    what its actions say on the dedicated connection, in order with the session."""
 
     __slots__ = (
         "_after",
@@ -270,22 +248,17 @@ class Transaction:
         "_finished",
         "_shared",
         "_state",
-        "buffered",
-        "flagged",
-        "in_multi",
+        "multi",
         "session",
-        "slot",
         "up",
     )
 
     def __init__(self, session: SessionLike, state: TxnContext) -> None:
         self.session = session
         self._state = state
-        self.in_multi = False
-        self.flagged = False  # a command was refused: EXEC answers EXECABORT
-        self.slot: int | None = None  # the bound slot (ANY_NODE: keyless transaction)
+        # Kept after the end too: replies still owed may flag it or need its slot.
+        self.multi = MultiState()
         self.up: _Upstream | None = None  # the dedicated connection, once bound
-        self.buffered: list[bytes] = []  # keyless commands queued before the binding
         # While WATCH's or EXEC's reply is awaited, later requests wait here: on one server
         # they would run after it (read-your-writes for pipelining clients).
         self._barrier = False
@@ -302,22 +275,13 @@ class Transaction:
         if self._barrier:
             self._after.append(args)
             return True
-        name = args[0].lower()
-        if name == b"reset":
-            self.reset()
-            return False
-        if not self.in_multi or name == b"quit":
+        action = self.multi.request(self._state.topology.router, args, self._locate)
+        if action is None:
             self._shared = True
             return False
-        if name in _CONTROL:
-            plan = self._state.topology.router.plan(args)
-            if isinstance(plan, Reply):
-                self._refused_control(name, plan.raw)
-            else:
-                self.on_command(name, args)
-        else:
-            self.queue(args)
-        return True
+        self._do(action)
+        # End without a reply is RESET's: the session serves it once the transaction is over.
+        return not (type(action) is End and action.raw is None)
 
     def lift_barrier(self) -> None:
         """WATCH's or EXEC's reply is in: serve the requests that waited for it."""
@@ -328,136 +292,93 @@ class Transaction:
         if after:
             self.session.serve(after)
 
-    def on_command(self, name: bytes, args: Args) -> None:
-        session = self.session
-        if name == b"multi":
-            if self.in_multi:
-                session.reply(NESTED_MULTI.encode())
-            else:
-                self.begin()
-        elif name == b"exec":
-            if self.in_multi:
-                self.exec()
-            else:
-                session.reply(EXEC_WITHOUT_MULTI.encode())
-        elif name == b"discard":
-            if self.in_multi:
-                self.discard()
-            else:
-                session.reply(DISCARD_WITHOUT_MULTI.encode())
-        elif name == b"watch":
-            if self.in_multi:
-                session.reply(WATCH_INSIDE_MULTI.encode())
-            else:
-                self.watch(args)
-        else:  # UNWATCH outside MULTI: the watches go with the connection
-            up, self.up = self.up, None
-            self._uninstall()
-            if up is None:
-                session.reply(OK)
-            else:
-                self._send(up, pack_command(args), _Relay(self, barrier=False))
+    def on_command(self, args: Args) -> None:
+        self._do(self.multi.command(self._state.topology.router, args, self._locate))
 
-    def _refused_control(self, name: bytes, raw: bytes) -> None:
-        if name == b"exec":
-            # multi.c execCommandAbort: an EXEC refused by processCommand ends the block.
-            self.session.reply(exec_abort(raw))
-            self._end(_DISCARD)
-        else:
-            self.flagged = True
-            self.session.reply(raw)
+    def _do(self, action: Action) -> None:
+        match action:
+            case Answer(raw):
+                self.session.reply(raw)
+            case Begin(upstream):
+                self._install()
+                if upstream:
+                    assert self.up is not None
+                    self._up_send(self.up, MULTI, _Swallow(self))
+                self.session.reply(OK)
+            case Send():
+                self._do_send(action)
+            case End(raw, last):
+                if raw is not None:
+                    self.session.reply(raw)
+                self._end(last)
 
-    # --- MULTI, WATCH -----------------------------------------------------------------------
-
-    def begin(self) -> None:
-        self.in_multi = True
-        self._install()
-        if self.up is not None:
-            self._up_send(self.up, _MULTI, _Swallow(self))
-        self.session.reply(OK)
-
-    def watch(self, args: Args) -> None:
-        slot = watch_slot(args)
-        if isinstance(slot, Refuse) or (self.slot is not None and slot != self.slot):
-            self.session.reply(slot.raw if isinstance(slot, Refuse) else replies.CROSSSLOT.encode())
-            return
-        if self.up is None:
-            error = self._bind(slot)
-            if error is not None:
-                self.session.reply(error)
-                return
-            self._install()
-        assert self.up is not None
-        self._barrier = True
-        self._send(self.up, pack_command(args), _Relay(self, barrier=True))
-
-    def _bind(self, slot: int) -> bytes | None:
-        """Open the dedicated connection to `slot`'s primary; an error reply if none."""
+    def _locate(self, slot: int) -> str | ErrorReply:
+        """`slot`'s primary (ANY_NODE: any primary) for the dedicated connection."""
         topology = self._state.topology
         slotmap = topology.slotmap
         if slotmap is None:
             topology.request_refresh()
-            return replies.NO_TOPOLOGY.encode()
+            return replies.NO_TOPOLOGY
         addr = slotmap.node_for_slot(slot) if slot != ANY_NODE else topology.any_primary()
         if addr is None:
             topology.request_refresh()
-            return replies.SLOT_NOT_SERVED.encode()
-        conn = self._state.pool.dedicated(addr, self.session.resp3)
+            return replies.SLOT_NOT_SERVED
+        return addr
+
+    def _bind(self, bind: Bind) -> _Upstream:
+        """Open the dedicated connection, then MULTI and the commands answered so far."""
+        conn = self._state.pool.dedicated(bind.node, self.session.resp3)
         self._state.held.hold(self.session, conn)
-        self.up = _Upstream(conn, self._state.loop)
-        self.slot = slot
-        return None
+        up = self.up = _Upstream(conn, self._state.loop)
+        self._install()
+        if bind.prelude:
+            swallow = _Swallow(self)
+            for raw in bind.prelude:
+                self._up_send(up, raw, swallow)
+        return up
 
     def _install(self) -> None:
-        if self.session.txn is not self:
-            self.session.txn = self
-            self.session.update_detour()
+        session = self.session
+        if session.txn is not self:
+            session.txn = self
+            session.client.multi = self.multi
+            session.update_detour()
 
     def _uninstall(self) -> None:
-        self.in_multi = False
-        if self.session.txn is self:
-            self.session.txn = None
-            self.session.update_detour()
-
-    # --- queued commands --------------------------------------------------------------------
-
-    def queue(self, args: Args) -> None:
         session = self.session
-        slot = plan_queued(self._state.topology.router, args)
-        if isinstance(slot, Refuse):
-            self.flagged = True
-            session.reply(slot.raw)
-            return
-        raw = pack_command(args)
-        up = self.up
-        if up is None:
-            if slot == ANY_NODE:  # nothing names a node yet: answer now, send on binding
-                self.buffered.append(raw)
-                session.reply(_QUEUED)
-                return
-            error = self._bind(slot)
-            if error is not None:
-                self.flagged = True
-                session.reply(error)
-                return
-            up = self._start_upstream()
-        elif slot != ANY_NODE and slot != self.slot:
-            # Another slot, even on the same node: a cluster refuses EXEC with CROSSSLOT.
-            self.flagged = True
-            session.reply(replies.CROSSSLOT.encode())
-            return
-        self._send(up, raw, _Queued(self))
+        if session.txn is self:
+            session.txn = None
+            session.client.multi = None
+            session.update_detour()
 
-    def _start_upstream(self) -> _Upstream:
-        """MULTI and the commands answered locally so far, on the just-bound connection."""
-        up = self.up
+    # --- sending ------------------------------------------------------------------------------
+
+    def _do_send(self, action: Send) -> None:
+        up = self._bind(action.bind) if action.bind is not None else self.up
         assert up is not None
-        swallow = _Swallow(self)
-        self._up_send(up, _MULTI, swallow)
-        for raw in self.buffered:
-            up.send(raw, swallow)
-        self.buffered = []
-        return up
+        kind = action.kind
+        if kind == "queued":
+            self._send(up, action.raw, _Queued(self))
+        elif kind == "watch":
+            self._barrier = True
+            self._send(up, action.raw, _Relay(self, barrier=True))
+        elif kind == "unwatch":
+            self.up = None
+            self._uninstall()
+            self._send(up, action.raw, _Relay(self, barrier=False))
+        else:
+            self._exec(up, action.raw)
+
+    def _exec(self, up: _Upstream, raw: bytes) -> None:
+        self.up = None
+        if up.conn.closed:
+            self.session.reply(lost_before_exec(up.conn.addr))
+            self.release(up.conn)
+            self._uninstall()
+            return
+        self._finished = True
+        self._barrier = True
+        self._send(up, raw, _Exec(self))
 
     def _send(self, up: _Upstream, raw: bytes, entry: _Relay | _Queued | _Exec) -> None:
         self._up_send(up, raw, entry)
@@ -474,53 +395,11 @@ class Transaction:
         """Close a dedicated connection this transaction is done with."""
         self._state.held.release(self.session, conn)
 
-    # --- EXEC, DISCARD, RESET -------------------------------------------------------------
-
-    def exec(self) -> None:
-        session = self.session
-        if self.flagged:
-            session.reply(EXECABORT.encode())
-            self._end(_DISCARD)
-            return
-        if self.up is None:
-            if not self.buffered:
-                session.reply(_EMPTY_EXEC)
-                self._end(_DISCARD)
-                return
-            error = self._bind(ANY_NODE)  # keyless commands only: any primary runs them
-            if error is not None:
-                session.reply(error)
-                self._end(_DISCARD)
-                return
-            self._start_upstream()
-        up = self.up
-        assert up is not None
-        self.in_multi = False
-        self.up = None
-        if up.conn.closed:
-            session.reply(lost_before_exec(up.conn.addr))
-            self.release(up.conn)
-            self._uninstall()
-            return
-        self._finished = True
-        self._barrier = True
-        self._send(up, _EXEC, _Exec(self))
-
-    def discard(self) -> None:
-        # DISCARD also forgets the watched keys (multi.c discardTransaction).
-        self.session.reply(OK)
-        self._end(_DISCARD)
-
-    def reset(self) -> None:
-        """RESET (handled by the session afterwards): drop the block and the watches."""
-        self._end(_RESET)
-
     def _end(self, last: bytes) -> None:
         """Leave the session's path; the node gets `last`, then the connection closes (its
         pending replies, already owed to the client, arrive first)."""
         self._uninstall()
         up, self.up = self.up, None
-        self.buffered = []
         if up is not None:
             self._up_send(up, last, _Close(self))
 
@@ -532,5 +411,5 @@ class Transaction:
         if redirect is not None and redirect.kind == "moved":
             topology.on_moved(redirect.slot, redirect.node)
         topology.request_refresh()
-        slot = self.slot if self.slot is not None and self.slot != ANY_NODE else None
-        return slot_moving(slot, raw, outcome)
+        slot = self.multi.slot
+        return slot_moving(slot if slot is not None and slot != ANY_NODE else None, raw, outcome)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 from routing import replies
+from routing.pubsub import Subscriptions
 from routing.resp import (
     OK,
     Args,
@@ -23,6 +24,7 @@ from routing.resp import (
     encode_status,
     string2ll,
 )
+from routing.txn import MultiState
 
 DEFAULT_USER: Final = b"default"
 RESET: Final = encode_status(b"RESET")
@@ -125,9 +127,30 @@ class ClientState:
     authenticated: bool = field(init=False)
     db: int = 0
     last_cmd: bytes = b"NULL"
+    # MULTI/WATCH state (routing/txn.py) from MULTI or WATCH until the transaction ends;
+    # proxy/txn.py sets and clears it.
+    multi: MultiState | None = None
+    # Channels, patterns and shard channels (routing/pubsub.py); proxy/pubsub.py keeps the
+    # hub in step with them.
+    subs: Subscriptions = field(default_factory=Subscriptions)
+    # The blocking command (lowercase name) this client waits in, set and cleared by
+    # proxy/blocking.py; None when it waits in none.
+    blocked: bytes | None = None
 
     def __post_init__(self) -> None:
         self.authenticated = not self.requires_auth
+
+    def flags(self) -> bytes:
+        """CLIENT LIST/INFO flags= (networking.c catClientInfoString, in its order): P
+        subscribed, x inside MULTI, b blocked; N for none of them."""
+        flags = b""
+        if self.subs.total():
+            flags += b"P"
+        if self.multi is not None and self.multi.in_multi:
+            flags += b"x"
+        if self.blocked is not None:
+            flags += b"b"
+        return flags or b"N"
 
     def login(self, user: bytes) -> None:
         """The credentials matched (checked by the caller): the client is now `user`."""

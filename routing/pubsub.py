@@ -1,4 +1,5 @@
-"""Pub/Sub as a standalone server shows it: reply shapes, a client's subscriptions, merges.
+"""Pub/Sub as a standalone server shows it: reply shapes, a client's subscriptions, the
+subscribed-state gate, merges.
 
 Pure: proxy/pubsub.py owns the upstream subscriber connections and delivery. Shapes follow
 Redis 7.0 pubsub.c (addReplyPubsubSubscribed/Unsubscribed, addReplyPubsubMessage) and the
@@ -10,7 +11,16 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from routing import replies
-from routing.resp import ErrorReply, Reply, encode_array, encode_bulk, encode_int, parse_reply
+from routing.commands import CommandTable
+from routing.resp import (
+    Args,
+    ErrorReply,
+    Reply,
+    encode_array,
+    encode_bulk,
+    encode_int,
+    parse_reply,
+)
 
 Kind = Literal["channel", "pattern", "shard"]
 
@@ -108,6 +118,30 @@ class Subscriptions:
             was = own.pop(name, 0) is None
             out.append((name, self.count(kind), was))
         return out
+
+
+def gate_subscribed(
+    subs: Subscriptions, resp3: bool, args: Args, table: CommandTable
+) -> bytes | None:
+    """server.c processCommand's subscribed-state rule: the reply that answers `args` now
+    (RESP2 PING's ["pong", arg], or the error for any command outside
+    ALLOWED_WHILE_SUBSCRIBED), or None to serve it as usual. RESP3 clients and clients with
+    no subscription pass; so do unknown commands and wrong arities, whose own error Redis
+    gives first (lookupCommand and the arity check run before the subscribed check)."""
+    if resp3 or not subs.total():
+        return None
+    name = args[0].lower()
+    if name == b"ping" and len(args) <= 2:
+        return encode_subscribed_pong(args)
+    if name in ALLOWED_WHILE_SUBSCRIBED:
+        return None
+    spec = table.resolve(args)
+    if spec is None or spec.subcommands:
+        return None  # unknown command, or a container without a known subcommand
+    arity, argc = spec.arity, len(args)
+    if argc != arity if arity >= 0 else argc < -arity:
+        return None
+    return subscribed_state_error(spec.name)
 
 
 def parse_push(raw: bytes) -> list[bytes] | None:

@@ -17,6 +17,7 @@ from proxy.localcluster import RedisProcess
 from routing.resp import pack_command, reply_end
 from tests.integration.conftest import Cluster
 from tests.integration.proxy_thread import ProxyThread, proxy_config
+from tests.waiting import wait_until
 
 AUTH = AuthConfig(
     password="top-secret",
@@ -283,6 +284,39 @@ def test_client_list_and_info(open_proxy: ProxyThread, redis_standalone: RedisPr
     assert ours["name"] == "alpha" and ours["cmd"] == "client|info" and ours["user"] == "default"
     for client in (a, b, direct):
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("script", "flags"),
+    [
+        ([], "N"),
+        (["MULTI"], "x"),
+        (["MULTI", "SET flags:k 1"], "x"),
+        (["WATCH flags:k"], "N"),  # WATCH alone is no MULTI
+        (["SUBSCRIBE flags:ch"], "P"),
+        (["HELLO 3", "SUBSCRIBE flags:ch", "MULTI"], "Px"),
+        (["BLPOP flags:list 0"], "b"),  # no reply: the client waits
+        (["BLPOP flags:list 0.01"], "N"),  # timed out (read below): no longer blocked
+    ],
+)
+def test_client_list_flags_like_redis(
+    open_proxy: ProxyThread, redis_standalone: RedisProcess, script: list[str], flags: str
+) -> None:
+    """flags= of another client in each state, as slotless shows it and Redis itself does."""
+    for port in (open_proxy.port, redis_standalone.port):
+        client, watcher = Raw(port), Raw(port)
+        client_id = int(client.run("CLIENT ID")[0][1:-2])
+        for line in script:
+            client.send(line)
+            if not line.endswith(" 0"):  # BLPOP ... 0 waits for good
+                client.read()
+
+        def listed(client_id: int = client_id, watcher: Raw = watcher) -> str:
+            return _fields(watcher.run(f"CLIENT LIST ID {client_id}")[0])["flags"]
+
+        wait_until(lambda: listed() == flags, 5, lambda: f"flags={flags}, not {listed()}")
+        client.close()
+        watcher.close()
 
 
 def _fields(reply: bytes) -> dict[str, str]:

@@ -246,6 +246,21 @@ def test_last_subscriber_leaving_unsubscribes_upstream(
     wait_until(lambda: node_numsub(redis_cluster, b"leave") == 0, 20, "the upstream UNSUBSCRIBE")
 
 
+def test_resubscribed_client_leaves_on_disconnect(
+    proxy: ProxyThread, redis_cluster: Cluster
+) -> None:
+    """Subscribed, unsubscribed from everything, subscribed again, gone: nothing stays."""
+    a = Raw(proxy.port)
+    a.call(b"SUBSCRIBE", b"again1")
+    a.call(b"UNSUBSCRIBE")
+    a.call(b"SUBSCRIBE", b"again2")
+    assert node_numsub(redis_cluster, b"again2") == 1
+    a.close()
+    wait_until(lambda: node_numsub(redis_cluster, b"again2") == 0, 20, "the upstream UNSUBSCRIBE")
+    with redis.Redis(port=proxy.port, protocol=2) as r:
+        assert r.execute_command("PUBSUB", "NUMSUB", "again2") == [b"again2", 0]
+
+
 def shard_delivered(pub: redis.Redis, sub: Raw, channel: bytes, timeout: float = 30.0) -> int:
     """SPUBLISH until the subscriber gets one; the number of attempts."""
     sub.sock.settimeout(0.2)

@@ -21,7 +21,9 @@ from routing.client import (
     nopass_authenticate,
     parse_hello,
 )
+from routing.pubsub import Subscriptions
 from routing.resp import OK, ErrorReply
+from routing.txn import MultiState
 
 VERSION = b"7.0.15"
 
@@ -253,3 +255,41 @@ def test_reset_clears_connection_state(requirepass: bool) -> None:
     assert (client.resp3, client.name, client.db, client.user) == (False, None, 0, b"default")
     assert client.authenticated is not requirepass
     assert client.lib_name == b"lib"  # clearClientConnectionState leaves the library alone
+
+
+def test_the_state_is_one_object() -> None:
+    """Transaction, subscriptions and blocked state are the client's, empty at connect."""
+    client = ClientState(1, 0.0)
+    assert client.multi is None and client.blocked is None
+    assert client.subs == Subscriptions() and client.subs is not ClientState(2, 0.0).subs
+
+
+def _in_multi() -> MultiState:
+    multi = MultiState()
+    multi.in_multi = True
+    return multi
+
+
+@pytest.mark.parametrize(
+    ("multi", "subscribed", "blocked", "flags"),
+    [
+        (None, False, None, b"N"),
+        (MultiState(), False, None, b"N"),  # WATCH alone: not in MULTI
+        (_in_multi(), False, None, b"x"),
+        (None, True, None, b"P"),
+        (None, False, b"blpop", b"b"),
+        (_in_multi(), True, None, b"Px"),  # RESP3: a subscribed client may run MULTI
+        (None, True, b"xread", b"Pb"),
+    ],
+)
+def test_client_list_flags(
+    multi: MultiState | None, subscribed: bool, blocked: bytes | None, flags: bytes
+) -> None:
+    client = ClientState(1, 0.0, multi=multi, blocked=blocked)
+    if subscribed:
+        client.subs.subscribe("shard", [b"s"])
+    assert client.flags() == flags
+    client.subs.unsubscribe("shard", [])
+    client.multi = None
+    client.blocked = None
+    assert client.flags() == b"N"
