@@ -313,8 +313,8 @@ class LocalCommands:
         client = session.client
         now = self._state.loop.time()
         return (
-            b"id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=%d sub=0 psub=0 "
-            b"ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 "
+            b"id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=%d sub=%d psub=%d "
+            b"ssub=%d multi=%d qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 "
             b"oll=0 omem=0 tot-mem=0 events=r cmd=%s user=%s redir=-1 resp=%d "
             b"lib-name=%s lib-ver=%s"
         ) % (
@@ -326,6 +326,10 @@ class LocalCommands:
             int(now - session.last_active),
             client.flags(),
             client.db,
+            len(client.subs.channel),
+            len(client.subs.pattern),
+            len(client.subs.shard),
+            client.multi_count(),
             client.last_cmd,
             client.user,
             3 if client.resp3 else 2,

@@ -152,6 +152,11 @@ class ClientState:
             flags += b"b"
         return flags or b"N"
 
+    def multi_count(self) -> int:
+        """CLIENT LIST multi=: commands queued inside MULTI, -1 outside."""
+        multi = self.multi
+        return multi.queued if multi is not None and multi.in_multi else -1
+
     def login(self, user: bytes) -> None:
         """The credentials matched (checked by the caller): the client is now `user`."""
         self.user = user

@@ -113,6 +113,7 @@ class MultiState:
     # Keyless commands queued before the binding, packed: answered +QUEUED at once, sent
     # after MULTI once a slot binds (or at EXEC, to any primary).
     buffered: list[bytes] = field(default_factory=list)
+    queued: int = 0  # commands queued in this block (CLIENT LIST multi=)
 
     def request(self, router: Router, args: Args, locate: Locate) -> Action:
         """Any request while the transaction lasts (server.c processCommand): inside MULTI
@@ -140,6 +141,7 @@ class MultiState:
             if self.in_multi:
                 return Answer(replies.NESTED_MULTI.encode())
             self.in_multi = True
+            self.queued = 0
             return Begin(upstream=self.slot is not None)
         if name == b"exec":
             return self._exec(locate) if self.in_multi else Answer(_EXEC_WITHOUT_MULTI)
@@ -195,14 +197,17 @@ class MultiState:
         if self.slot is None:
             if slot == ANY_NODE:  # nothing names a node yet: answer now, send on binding
                 self.buffered.append(raw)
+                self.queued += 1
                 return Answer(QUEUED)
             bind = self._bind(slot, locate)
             if isinstance(bind, ErrorReply):
                 return self._refuse(bind.encode())
+            self.queued += 1
             return Send(raw, "queued", bind)
         if slot != ANY_NODE and slot != self.slot:
             # Another slot, even on the same node: a cluster refuses EXEC with CROSSSLOT.
             return self._refuse(_CROSSSLOT)
+        self.queued += 1
         return Send(raw, "queued")
 
     def _exec(self, locate: Locate) -> Action:

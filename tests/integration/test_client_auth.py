@@ -287,34 +287,45 @@ def test_client_list_and_info(open_proxy: ProxyThread, redis_standalone: RedisPr
 
 
 @pytest.mark.parametrize(
-    ("script", "flags"),
+    ("script", "flags", "counts"),
     [
-        ([], "N"),
-        (["MULTI"], "x"),
-        (["MULTI", "SET flags:k 1"], "x"),
-        (["WATCH flags:k"], "N"),  # WATCH alone is no MULTI
-        (["SUBSCRIBE flags:ch"], "P"),
-        (["HELLO 3", "SUBSCRIBE flags:ch", "MULTI"], "Px"),
-        (["BLPOP flags:list 0"], "b"),  # no reply: the client waits
-        (["BLPOP flags:list 0.01"], "N"),  # timed out (read below): no longer blocked
+        ([], "N", "0 0 0 -1"),
+        (["MULTI"], "x", "0 0 0 0"),
+        (["MULTI", "SET flags:k 1", "GET flags:k"], "x", "0 0 0 2"),
+        (["MULTI", "SET flags:k 1", "EXEC"], "N", "0 0 0 -1"),
+        (["WATCH flags:k"], "N", "0 0 0 -1"),  # WATCH alone is no MULTI
+        (["SUBSCRIBE flags:ch"], "P", "1 0 0 -1"),
+        (["SUBSCRIBE flags:a flags:b", "PSUBSCRIBE flags:*"], "P", "2 1 0 -1"),
+        (["SSUBSCRIBE flags:s"], "P", "0 0 1 -1"),
+        (["HELLO 3", "SUBSCRIBE flags:ch", "MULTI", "PING"], "Px", "1 0 0 1"),
+        (["BLPOP flags:list 0"], "b", "0 0 0 -1"),  # no reply: the client waits
+        (["BLPOP flags:list 0.01"], "N", "0 0 0 -1"),  # timed out (read below)
     ],
 )
 def test_client_list_flags_like_redis(
-    open_proxy: ProxyThread, redis_standalone: RedisProcess, script: list[str], flags: str
+    open_proxy: ProxyThread,
+    redis_standalone: RedisProcess,
+    script: list[str],
+    flags: str,
+    counts: str,
 ) -> None:
-    """flags= of another client in each state, as slotless shows it and Redis itself does."""
+    """flags=, sub=, psub=, ssub= and multi= of another client in each state, as slotless
+    shows them and Redis itself does."""
+    want = f"{flags} {counts}"
     for port in (open_proxy.port, redis_standalone.port):
         client, watcher = Raw(port), Raw(port)
         client_id = int(client.run("CLIENT ID")[0][1:-2])
         for line in script:
             client.send(line)
             if not line.endswith(" 0"):  # BLPOP ... 0 waits for good
-                client.read()
+                for _ in line.split()[1:] if "SUBSCRIBE" in line else [line]:
+                    client.read()  # one confirmation per channel
 
         def listed(client_id: int = client_id, watcher: Raw = watcher) -> str:
-            return _fields(watcher.run(f"CLIENT LIST ID {client_id}")[0])["flags"]
+            fields = _fields(watcher.run(f"CLIENT LIST ID {client_id}")[0])
+            return " ".join(fields[k] for k in ("flags", "sub", "psub", "ssub", "multi"))
 
-        wait_until(lambda: listed() == flags, 5, lambda: f"flags={flags}, not {listed()}")
+        wait_until(lambda: listed() == want, 5, lambda: f"want {want}, not {listed()}")
         client.close()
         watcher.close()
 

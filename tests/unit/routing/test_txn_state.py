@@ -342,3 +342,12 @@ def test_slot_stays_after_the_end() -> None:
     state = MultiState()
     drive(state, "MULTI", "GET {t}a", "DISCARD")
     assert state.slot == SLOT
+
+
+def test_queued_counts_what_was_queued_not_what_was_refused() -> None:
+    """CLIENT LIST multi=: buffered keyless, bound and sent, refused (not counted)."""
+    state = MultiState()
+    drive(state, "MULTI", "PING", f"SET {A.decode()} 1", "SET other 1", f"GET {B.decode()}")
+    assert state.queued == 3 and state.flagged  # SET other: another slot, refused
+    drive(state, "DISCARD", "MULTI")
+    assert state.queued == 0
