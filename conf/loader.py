@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Final
@@ -27,7 +28,9 @@ from conf.schema import (
     Config,
     LimitsConfig,
     LogConfig,
+    TLSConfig,
     UpstreamConfig,
+    UpstreamTLSConfig,
     UserConfig,
 )
 
@@ -196,6 +199,12 @@ def _choice(*options: str, aliases: Mapping[str, str] | None = None) -> _Parser:
     return parse
 
 
+def _bool(value: object, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _KeyPathError(key, f"expected true or false, got {_describe(value)}")
+
+
 def _optional_str(value: object, key: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -331,6 +340,7 @@ _UPSTREAM: Final[Mapping[str, _Parser]] = {
     "reconnect_backoff": _duration(),
     "reconnect_backoff_max": _duration(),
     "resubscribe_backoff_max": _duration(),
+    "tls": _raw,
 }
 _LIMITS: Final[Mapping[str, _Parser]] = {
     "proto_max_bulk_len": _size,
@@ -358,7 +368,21 @@ _USER: Final[Mapping[str, _Parser]] = {
     "password_env": _env_name,
     "commands": _raw,
 }
+_TLS: Final[Mapping[str, _Parser]] = {
+    "cert": _optional_str,
+    "key": _optional_str,
+    "ca": _optional_str,
+    "require_client_cert": _bool,
+}
+_UPSTREAM_TLS: Final[Mapping[str, _Parser]] = {
+    "ca": _optional_str,
+    "cert": _optional_str,
+    "key": _optional_str,
+    "verify_hostname": _bool,
+    "server_name": _optional_str,
+}
 _SECTIONS: Final[Mapping[str, Mapping[str, _Parser]]] = {
+    "tls": _TLS,
     "upstream": _UPSTREAM,
     "auth": _AUTH,
     "limits": _LIMITS,
@@ -366,6 +390,7 @@ _SECTIONS: Final[Mapping[str, Mapping[str, _Parser]]] = {
 }
 _TOP: Final[Mapping[str, _Parser]] = {
     "listen": _listen,
+    "tls": _raw,
     "upstream": _raw,
     "limits": _raw,
     "log": _raw,
@@ -424,9 +449,11 @@ def _resolve_secrets(fields: dict[str, Any], environ: Mapping[str, str]) -> None
         fields[secret] = environ[name]
 
 
-def _parse_upstream(value: object, environ: Mapping[str, str]) -> UpstreamConfig:
+def _parse_upstream(value: object, environ: Mapping[str, str], base: str | None) -> UpstreamConfig:
     fields = _section(value, "upstream", _UPSTREAM)
     _resolve_secrets(fields, environ)
+    if fields.get("tls") is not None:
+        fields["tls"] = _parse_upstream_tls(fields["tls"], base)
     upstream = UpstreamConfig(**fields)
     if not upstream.nodes:
         raise _KeyPathError("upstream.nodes", 'at least one "host:port" node is required')
@@ -445,6 +472,94 @@ def _parse_upstream(value: object, environ: Mapping[str, str]) -> UpstreamConfig
                 f" got {getattr(upstream, key):g}s",
             )
     return upstream
+
+
+# -- tls: the listener's and the upstream's ----------------------------------------------
+
+
+def _pem_path(fields: dict[str, Any], name: str, key: str, base: str | None) -> str | None:
+    """The file `fields[name]` names (relative to the config file's directory), readable."""
+    value = fields.get(name)
+    if value is None:
+        return None
+    where = _join(key, name)
+    if not value.strip():
+        raise _KeyPathError(where, "expected the path of a PEM file, got an empty string")
+    path = os.path.join(base, value) if base is not None else value
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise _KeyPathError(where, f'cannot read "{path}": {e.strerror or e}') from None
+    return path
+
+
+def _check_pem(cert: str | None, key: str | None, ca: str | None, where: str) -> None:
+    """Load the files the way the proxy will, so that a bad PEM fails at startup."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cert is not None:
+        try:
+            context.load_cert_chain(cert, key)
+        except ssl.SSLError as e:
+            raise _KeyPathError(
+                _join(where, "key"),
+                f"cannot load the certificate and key (not PEM, encrypted, or the key does"
+                f" not match the certificate): {e.reason or e}",
+            ) from None
+    if ca is not None:
+        try:
+            context.load_verify_locations(cafile=ca)
+        except ssl.SSLError as e:
+            raise _KeyPathError(
+                _join(where, "ca"), f"not a PEM file of CA certificates: {e.reason or e}"
+            ) from None
+
+
+def _cert_and_key(fields: dict[str, Any], key: str, base: str | None) -> tuple[str | None, ...]:
+    cert = _pem_path(fields, "cert", key, base)
+    private = _pem_path(fields, "key", key, base)
+    if (cert is None) != (private is None):
+        missing, given = ("key", "cert") if private is None else ("cert", "key")
+        raise _KeyPathError(_join(key, missing), f"{given} is set, so {missing} is required too")
+    ca = _pem_path(fields, "ca", key, base)
+    _check_pem(cert, private, ca, key)
+    return cert, private, ca
+
+
+def _parse_tls(value: object, base: str | None) -> TLSConfig:
+    fields = _section(value, "tls", _TLS)
+    for name in ("cert", "key"):
+        if fields.get(name) is None:
+            raise _KeyPathError(
+                _join("tls", name), "the listener needs a certificate and its key (cert, key)"
+            )
+    cert, key, ca = _cert_and_key(fields, "tls", base)
+    assert cert is not None and key is not None
+    extra = {k: fields[k] for k in ("require_client_cert",) if k in fields}
+    tls = TLSConfig(cert=cert, key=key, ca=ca, **extra)
+    if tls.require_client_cert and ca is None:
+        raise _KeyPathError(
+            "tls.require_client_cert", "needs tls.ca, the CA that client certificates must chain to"
+        )
+    return tls
+
+
+def _parse_upstream_tls(value: object, base: str | None) -> UpstreamTLSConfig:
+    fields = _section(value, "upstream.tls", _UPSTREAM_TLS)
+    cert, key, ca = _cert_and_key(fields, "upstream.tls", base)
+    name = fields.get("server_name")
+    if name is not None and not _HOST_RE.fullmatch(name):
+        raise _KeyPathError("upstream.tls.server_name", f"expected a host name, got {name!r}")
+    if name is not None and fields.get("verify_hostname") is False:
+        raise _KeyPathError(
+            "upstream.tls.server_name", "is checked only with verify_hostname: true"
+        )
+    return UpstreamTLSConfig(
+        ca=ca,
+        cert=cert,
+        key=key,
+        **{k: fields[k] for k in ("verify_hostname", "server_name") if k in fields},
+    )
 
 
 # -- auth: client logins -------------------------------------------------------------------
@@ -553,7 +668,10 @@ def _parse_top(data: object, environ: Mapping[str, str], path: str | None) -> Co
     if data is None:
         raise _KeyPathError("", "expected a mapping at the top level, got an empty document")
     fields = _section(data, "", _TOP)
-    fields["upstream"] = _parse_upstream(fields.get("upstream"), environ)
+    base = os.path.dirname(os.path.abspath(path)) if path is not None else None
+    if fields.get("tls") is not None:
+        fields["tls"] = _parse_tls(fields["tls"], base)
+    fields["upstream"] = _parse_upstream(fields.get("upstream"), environ, base)
     if "limits" in fields:
         fields["limits"] = LimitsConfig(**_section(fields["limits"], "limits", _LIMITS))
     if "log" in fields:

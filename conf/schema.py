@@ -29,6 +29,34 @@ class Address:
 
 
 @dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """TLS on the client listener (`tls:`); absent (Config.tls is None) means plain TCP.
+    Paths to PEM files. With `ca`, client certificates signed by it are checked when sent;
+    require_client_cert refuses clients that send none."""
+
+    cert: str
+    key: str
+    ca: str | None = None
+    require_client_cert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTLSConfig:
+    """TLS to every Redis node (`upstream.tls:`); absent means plain TCP.
+    The nodes' certificates are always checked against `ca` (the system's CAs when it is
+    unset). verify_hostname checks that a certificate names the node (a DNS name or IP
+    SAN) as the slot map shows it, or `server_name` when set (also sent as SNI); turn it
+    off only for clusters announced by IP whose certificates do not list those IPs.
+    `cert`/`key`: a client certificate, for nodes that require one (tls-auth-clients)."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    verify_hostname: bool = True
+    server_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     mode: Mode = "cluster"
     nodes: tuple[Address, ...] = ()
@@ -61,6 +89,7 @@ class UpstreamConfig:
     reconnect_backoff: float = 0.05
     reconnect_backoff_max: float = 1.0
     resubscribe_backoff_max: float = 2.0
+    tls: UpstreamTLSConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +169,7 @@ DEFAULT_DENY_COMMANDS: Final[tuple[str, ...]] = (
 @dataclass(frozen=True, slots=True)
 class Config:
     listen: Address = Address("127.0.0.1", 6380)
+    tls: TLSConfig | None = None  # on the listener
     upstream: UpstreamConfig = UpstreamConfig()
     limits: LimitsConfig = LimitsConfig()
     log: LogConfig = LogConfig()
