@@ -204,7 +204,7 @@ class _Op:
         topology = self.state.topology
         if topology.slotmap is None:
             topology.request_refresh()
-            self._finish(replies.NO_TOPOLOGY.encode())
+            self._finish(topology.no_map.encode())
             return
         addr = (
             topology.slotmap.node_for_slot(self.slot)

@@ -22,7 +22,6 @@ from routing.redirect import CLUSTER_ERROR_PREFIXES, is_retryable, parse_redirec
 from routing.resp import RequestLimits, pack_command, parse_requests
 from routing.route import Routed, assemble
 
-_NO_SLOT_MAP = replies.NO_TOPOLOGY.encode()
 UPSTREAM_ERROR_PREFIX = replies.UPSTREAM_ERROR_PREFIX
 # Errors after which a request may be sent again: cluster states, and failed connections.
 _RETRY_CANDIDATES = (*CLUSTER_ERROR_PREFIXES, UPSTREAM_ERROR_PREFIX)
@@ -216,7 +215,7 @@ class Dispatcher:
         slotmap = self.topology.slotmap
         if slotmap is None:
             self.topology.request_refresh()
-            request.deliver(_NO_SLOT_MAP)
+            request.deliver(self.topology.no_map.encode())
             return
         addr = (
             slotmap.node_for_slot(request.slot)

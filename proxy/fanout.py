@@ -28,9 +28,8 @@ from routing.merge import merge_fanout
 from routing.plan import ANY_NODE
 from routing.resp import Args, is_error, pack_command
 from routing.scan import ScanLayout, ScanStep, finish_scan, plan_scan, scan_layout
-from routing.slotmap import SlotMap, parse_addr
+from routing.slotmap import SlotMap
 
-_NO_SLOT_MAP = replies.NO_TOPOLOGY.encode()
 _NOT_SERVED = replies.SLOT_NOT_SERVED.encode()
 
 
@@ -136,7 +135,7 @@ class FanoutExecutor:
         slotmap = topology.slotmap
         if slotmap is None:
             topology.request_refresh()
-            return Done(session, _NO_SLOT_MAP)
+            return Done(session, topology.no_map.encode())
         if isinstance(plan, Scan):
             return self._scan(session, args, slotmap)
         assert isinstance(plan, Fanout)
@@ -208,13 +207,13 @@ class FanoutExecutor:
             conn.send(handshake, DISCARD)
         answer = FutureWaiter(loop)
         conn.send(raw, answer)
-        host, port = parse_addr(addr)
         try:
             async with asyncio.timeout(upstream.connect_timeout + upstream.command_timeout):
-                await loop.create_connection(lambda: conn, host, port)
+                await self._state.pool.connect(lambda: conn, addr)
                 reply = await answer.future
         except (OSError, TimeoutError) as exc:
-            why = "timed out" if isinstance(exc, TimeoutError) else f"failed ({exc})"
+            pool = self._state.pool
+            why = "timed out" if isinstance(exc, TimeoutError) else pool.failure_reason(exc)
             reply = replies.upstream_error(addr, why).encode()
         finally:
             conn.close()

@@ -12,6 +12,7 @@ import re
 
 import hiredis
 
+from routing import replies
 from routing.resp import Args, RequestLimits, RequestParser, parse_requests
 
 # A request still unfinished past this many bytes is handed to Redis's (incremental) parser:
@@ -24,6 +25,7 @@ _RETAIN_MAX = 4 * 1024
 # would cost 24 GB of address space and seconds of freeing it, blocking every client.
 # Bytes that may hold a count of 100000 or more go to Redis's (incremental) parser.
 _BIG_COUNT = re.compile(rb"\*[0-9]{6}")
+_TLS_HANDSHAKE = b"\x16\x03"  # a TLS record header: content type handshake, version 3.x
 
 
 class RequestReader:
@@ -46,6 +48,11 @@ class RequestReader:
             return self._parse_slow(data)
         if not self._partial:
             if data[0] != 42:  # inline
+                if data.startswith(_TLS_HANDSHAKE):
+                    # A TLS client on a plain listener: its ClientHello holds no newline, so
+                    # the inline parser would wait for more while the client waits for us.
+                    self.error = replies.TLS_ON_PLAIN_PORT
+                    return []
                 return self._parse_slow(data)
             # A count of 100000 or more anywhere, or a first header not complete yet (its
             # digits may go on in the next read): Redis's parser. One request with a short

@@ -15,10 +15,10 @@ from typing import cast
 import structlog
 
 from proxy.contracts import ServerContext, SessionLike
+from proxy.pool import UpstreamPool
 from proxy.upstream import tune_socket
 from routing import replies
 from routing.resp import Args, is_error, pack_command, reply_end
-from routing.slotmap import parse_addr
 
 log = structlog.get_logger("slotless.pipe")
 
@@ -58,18 +58,17 @@ class Pipe(asyncio.Protocol):
         self.subscribed = False
         addr = state.topology.seeds[0]
         self._addr = addr
-        task = state.loop.create_task(self._open(addr, upstream.connect_timeout, state.loop))
+        task = state.loop.create_task(self._open(addr, upstream.connect_timeout, state.pool))
         state.track(task)
 
-    async def _open(
-        self, addr: str, connect_timeout: float, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        host, port = parse_addr(addr)
+    async def _open(self, addr: str, connect_timeout: float, pool: UpstreamPool) -> None:
         try:
             async with asyncio.timeout(connect_timeout):
-                await loop.create_connection(lambda: self, host, port)
+                await pool.connect(lambda: self, addr)
         except (OSError, TimeoutError) as exc:
-            self._buf += replies.upstream_error(addr, f"connect failed ({exc})").encode()
+            why = pool.failure_reason(exc)
+            log.warning("upstream_connect_failed", node=addr, reason=why)
+            self._buf += replies.upstream_error(addr, why).encode()
             self._session.on_ready()
             self._session.close_after_replies()
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import structlog
 
 from conf import UpstreamConfig
+from proxy.tls import failure_reason, upstream_tls
 from proxy.upstream import DISCARD, Failure, UpstreamConnection
 from routing.resp import is_error, pack_command
 from routing.slotmap import parse_addr
@@ -64,6 +65,7 @@ class UpstreamPool:
         self._down: dict[str, tuple[float, float, str]] = {}  # addr -> (until, backoff, why)
         self._dedicated: set[UpstreamConnection] = set()
         self.tcp = (config.tcp_keepalive, config.tcp_user_timeout)
+        self._tls = upstream_tls(config.tls)
         self._readonly = config.mode == "cluster" and config.read_from != "primary"
         self._auth: list[bytes] = []
         if config.password is not None:
@@ -103,6 +105,11 @@ class UpstreamPool:
         self._dedicated.add(conn)
         return conn
 
+    def down_reason(self, addr: str) -> str | None:
+        """Why the last connect to `addr` failed, while it is marked down."""
+        down = self._down.get(addr)
+        return None if down is None else down[2]
+
     def is_down(self, addr: str) -> bool:
         """`addr` refused a connect and its backoff has not expired yet."""
         down = self._down.get(addr)
@@ -132,17 +139,25 @@ class UpstreamPool:
         task.add_done_callback(self._tasks.discard)
         return conn
 
+    async def connect(self, factory: Callable[[], asyncio.Protocol], addr: str) -> None:
+        """Open one connection to `addr` for `factory`'s protocol, over TLS when
+        upstream.tls says so: every upstream connection, shared or not, is made here."""
+        host, port = parse_addr(addr)
+        if self._tls is None:
+            await self._loop.create_connection(factory, host, port)
+        else:
+            await self._loop.create_connection(factory, host, port, **self._tls.connect_args(host))
+
+    def failure_reason(self, exc: BaseException) -> str:
+        """Why connect() raised `exc`, in words for logs and error replies."""
+        return failure_reason(exc, tls=self._tls is not None)
+
     async def _open(self, conn: UpstreamConnection) -> None:
-        host, port = parse_addr(conn.addr)
         try:
             async with asyncio.timeout(self._config.connect_timeout):
-                await self._loop.create_connection(lambda: conn, host, port)
+                await self.connect(lambda: conn, conn.addr)
         except (OSError, TimeoutError) as exc:
-            why = (
-                "connect timed out"
-                if isinstance(exc, TimeoutError)
-                else f"connect failed ({exc.strerror or exc})"
-            )
+            why = self.failure_reason(exc)
             self._mark_down(conn.addr, why)
             conn.connect_failed(why)
             return

@@ -381,13 +381,12 @@ class Hub:
         return link
 
     async def _connect(self, link: Link) -> None:
-        host, port = parse_addr(link.addr)
-        loop = self.state.loop
         try:
             async with asyncio.timeout(self.state.config.upstream.connect_timeout):
-                await loop.create_connection(lambda: link, host, port)
+                await self.state.pool.connect(lambda: link, link.addr)
         except (OSError, TimeoutError) as exc:
-            log.warning("pubsub_connect_failed", node=link.addr, reason=str(exc))
+            why = self.state.pool.failure_reason(exc)
+            log.warning("pubsub_connect_failed", node=link.addr, reason=why)
             link.connect_failed()
 
     def _connect_classic(self) -> None:

@@ -25,6 +25,7 @@ from proxy.logs import configure_logging
 from proxy.pool import UpstreamPool
 from proxy.pubsub import Hub
 from proxy.session import ClientSession
+from proxy.tls import listener_tls_args
 from proxy.topology import Topology
 from proxy.txn import HeldConnections
 from routing.resp import RequestLimits
@@ -196,6 +197,7 @@ class Server:
             reuse_address=True,
             reuse_port=self.config.workers > 1,
             backlog=1024,
+            **listener_tls_args(self.config.tls),
         )
         sockname = self._server.sockets[0].getsockname()
         self.address = (sockname[0], sockname[1])
@@ -207,6 +209,7 @@ class Server:
             mode=self.config.upstream.mode,
             nodes=[str(n) for n in self.config.upstream.nodes],
             slots_covered=slotmap.covered() if slotmap else 0,
+            tls=self.config.tls is not None,
         )
         return self.address
 

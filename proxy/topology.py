@@ -19,7 +19,7 @@ from proxy.upstream import UpstreamConnection
 from routing import replies
 from routing.commands import CommandTable, parse_command_reply
 from routing.plan import Router
-from routing.resp import is_error, pack_command, parse_reply
+from routing.resp import ErrorReply, is_error, pack_command, parse_reply
 from routing.slotmap import SlotMap, distinct, parse_addr
 
 log = structlog.get_logger("slotless.topology")
@@ -103,6 +103,8 @@ class Topology:
         self._map_listeners: list[Callable[[], None]] = []
         self.refreshes = 0
         self.redirects = 0
+        # What requests get while there is no slot map: the last failure's reason included.
+        self.no_map: ErrorReply = replies.NO_TOPOLOGY
 
     # --- hot-path helpers ----------------------------------------------------------------
 
@@ -212,8 +214,14 @@ class Topology:
                 continue
             self._set_map(slotmap)
             return True
+        tried = distinct([*current, *self.seeds, *self.known])
+        why = next(((a, r) for a in tried if (r := self._pool.down_reason(a)) is not None), None)
+        if why is not None:
+            self.no_map = replies.no_topology(*why)
         log.error(
-            "topology_refresh_failed", tried=len(distinct([*current, *self.seeds, *self.known]))
+            "topology_refresh_failed",
+            tried=len(tried),
+            reason=None if why is None else f"{why[0]}: {why[1]}",
         )
         return False
 

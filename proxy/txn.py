@@ -318,7 +318,7 @@ class Transaction:
         slotmap = topology.slotmap
         if slotmap is None:
             topology.request_refresh()
-            return replies.NO_TOPOLOGY
+            return topology.no_map
         addr = slotmap.node_for_slot(slot) if slot != ANY_NODE else topology.any_primary()
         if addr is None:
             topology.request_refresh()

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import socket
+import ssl
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol, cast
 
+from proxy.tls import failure_reason
 from routing import replies
 from routing.resp import pack_command
 from routing.route import frame_replies
@@ -282,6 +284,9 @@ class UpstreamConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if isinstance(exc, ssl.SSLError):  # a node refused us after the handshake (TLS 1.3)
+            self._fail(failure_reason(exc), Failure.LOST)
+            return
         self._fail("connection lost" if exc is None else f"connection lost ({exc})", Failure.LOST)
 
     # --- failure -------------------------------------------------------------------------

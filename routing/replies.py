@@ -109,6 +109,29 @@ def upstream_error(node: str, what: str) -> ErrorReply:
     return ErrorReply(f"ERR upstream {node} {what}")
 
 
+# RequestReader's error (protocol_error() words the reply) for a TLS ClientHello on a plain port.
+TLS_ON_PLAIN_PORT: Final = "TLS handshake received, but this slotless port is plain TCP (no tls)"
+
+
+def no_topology(node: str, reason: str) -> ErrorReply:
+    """NO_TOPOLOGY with why the last seed tried failed (a TLS verdict, a refused connect)."""
+    return ErrorReply(
+        f"CLUSTERDOWN slotless has no slot map yet (no seed node reachable; {node}: {reason})"
+    )
+
+
+# A TLS connect that timed out: a plain-TCP node reads a ClientHello as an unfinished command.
+TLS_CONNECT_TIMED_OUT: Final = (
+    "connect timed out (TCP or the TLS handshake; is the node's port plain TCP?)"
+)
+
+
+def tls_failed(reason: str) -> str:
+    """The `what` of upstream_error() when the TLS handshake with a node failed (proxy/tls.py):
+    a wrong CA, an expired certificate, a name mismatch, a node that speaks plain TCP."""
+    return f"TLS handshake failed ({reason})"
+
+
 def noperm(fullname: bytes) -> ErrorReply:
     """server.c processCommand, ACL_DENIED_CMD (Redis 7.0 wording)."""
     return ErrorReply(f"NOPERM this user has no permissions to run the '{_text(fullname)}' command")

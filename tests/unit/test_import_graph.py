@@ -50,6 +50,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "proxy.localcluster",
                 "proxy.logs",
                 "proxy.pool",
+                "proxy.tls",
                 "proxy.topology",
                 "proxy.upstream",
             }
