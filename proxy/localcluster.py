@@ -15,6 +15,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -42,6 +43,41 @@ _PORT_LOCK_DIR: Final = Path(tempfile.gettempdir()) / "slotless-ports"
 _claimed: dict[int, int] = {}  # port -> fd holding its lock
 
 Arg = bytes | str | int
+
+
+@dataclass(frozen=True, slots=True)
+class TLSFiles:
+    """PEM files for TLS redis-servers: `port 0`, `tls-port`, and in a cluster `tls-cluster`
+    and `tls-replication`. `cert` serves clients and, as a client, the bus and replication
+    links, so it must name 127.0.0.1 and allow both uses (trustme's certificates do).
+    auth_clients is redis.conf's tls-auth-clients (yes | no | optional)."""
+
+    ca: str
+    cert: str
+    key: str
+    auth_clients: str = "optional"
+
+    def server_args(self, port: int, cluster: bool) -> list[str]:
+        args = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", self.cert]
+        args += ["--tls-key-file", self.key, "--tls-ca-cert-file", self.ca]
+        args += ["--tls-auth-clients", self.auth_clients]
+        if cluster:
+            args += ["--tls-cluster", "yes", "--tls-replication", "yes"]
+        return args
+
+    def client_context(self) -> ssl.SSLContext:
+        """The helpers' side: they trust the servers they started (whose certificates tests
+        make expired or misnamed on purpose), and show `cert` only where it is required."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        if self.auth_clients == "yes":
+            context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+# Addresses of the TLS servers this process started: every helper here dials them with TLS.
+_tls_addrs: dict[str, ssl.SSLContext] = {}
 
 
 class RedisReplyError(Exception):
@@ -79,7 +115,9 @@ class Connection:
 
     def __init__(self, addr: str, timeout: float = 5.0) -> None:
         self.addr = addr
-        self._sock = socket.create_connection(split_addr(addr), timeout=timeout)
+        sock = socket.create_connection(split_addr(addr), timeout=timeout)
+        context = _tls_addrs.get(addr)
+        self._sock = sock if context is None else context.wrap_socket(sock)
         self._reader = hiredis.Reader(replyError=RedisReplyError)
 
     def call(self, *args: Arg) -> object:
@@ -201,8 +239,10 @@ class RedisProcess:
         bus_port: int | None = None,
         node_timeout_ms: int = 2000,
         extra_args: Sequence[str] = (),
+        tls: TLSFiles | None = None,
     ) -> None:
         self.host = "127.0.0.1"
+        self.tls = tls
         self.port = port
         self.bus_port = bus_port
         self.dir = dir.resolve()
@@ -219,7 +259,11 @@ class RedisProcess:
         return f"<RedisProcess {self.addr} running={self.is_running()}>"
 
     def argv(self) -> list[str]:
-        args = [find_redis_server(), "--port", str(self.port), "--bind", self.host]
+        args = [find_redis_server(), "--bind", self.host]
+        if self.tls is None:
+            args += ["--port", str(self.port)]
+        else:
+            args += self.tls.server_args(self.port, cluster=self.bus_port is not None)
         args += ["--save", "", "--appendonly", "no", "--dir", str(self.dir)]
         args += ["--daemonize", "no", "--protected-mode", "no"]
         args += ["--logfile", str(self.dir / "redis.log"), "--enable-debug-command", "local"]
@@ -240,6 +284,8 @@ class RedisProcess:
         if self.is_running():
             raise RuntimeError(f"{self.addr} is already running")
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self.tls is not None:
+            _tls_addrs[self.addr] = self.tls.client_context()
         with (self.dir / "stdout.log").open("ab") as out:
             self._proc = subprocess.Popen(
                 self.argv(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
@@ -320,11 +366,13 @@ class RedisProcess:
             shutil.rmtree(self.owned_dir, ignore_errors=True)
 
 
-def start_standalone(base_dir: Path | None = None, extra_args: Sequence[str] = ()) -> RedisProcess:
+def start_standalone(
+    base_dir: Path | None = None, extra_args: Sequence[str] = (), tls: TLSFiles | None = None
+) -> RedisProcess:
     """A plain (non-cluster) server; call close() when done (also done at exit)."""
     base = base_dir or Path(tempfile.mkdtemp(prefix="slotless-"))
     for attempt in range(5):
-        proc = RedisProcess(pick_ports(1)[0], base / "standalone", extra_args=extra_args)
+        proc = RedisProcess(pick_ports(1)[0], base / "standalone", extra_args=extra_args, tls=tls)
         proc.owned_dir = None if base_dir else base
         atexit.register(proc.close)
         try:
@@ -535,8 +583,10 @@ class LocalCluster(Cluster):
         base_dir: Path | None = None,
         node_timeout_ms: int = 2000,
         extra_args: Sequence[str] = (),
+        tls: TLSFiles | None = None,
     ) -> None:
         super().__init__([])
+        self.tls = tls
         self.primary_count = primaries
         self.replicas_per_primary = replicas
         self.node_timeout_ms = node_timeout_ms
@@ -581,6 +631,7 @@ class LocalCluster(Cluster):
                         bus_port=port + BUS_PORT_OFFSET,
                         node_timeout_ms=self.node_timeout_ms,
                         extra_args=self.extra_args,
+                        tls=self.tls,
                     )
                 )
             for proc in self.nodes:
