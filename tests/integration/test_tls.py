@@ -291,7 +291,7 @@ def test_tls_to_a_plain_node_is_a_clear_error(redis_standalone: RedisProcess, ce
     with (
         ProxyThread(config) as proxy,
         redis.Redis(port=proxy.port, socket_timeout=10) as client,
-        pytest.raises(redis.ResponseError, match="is the node.s port plain TCP"),
+        pytest.raises(redis.ResponseError, match=r"is the node's port plain TCP"),
     ):
         client.get("k")
 

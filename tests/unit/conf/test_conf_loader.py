@@ -57,7 +57,7 @@ ERROR_CASES: list[tuple[str, str]] = [
     (f"{NODE}\nlisen: '127.0.0.1:1'", 'lisen: unknown key (did you mean "listen"?)'),
     (
         f"{NODE}\nsource: x.yaml",
-        "source: unknown key (valid keys: listen, upstream, limits, log, auth, workers, "
+        "source: unknown key (valid keys: listen, tls, upstream, limits, log, auth, workers, "
         "deny_commands, shutdown_timeout)",
     ),
     ("nodes: ['a:1']", 'nodes: unknown key (did you mean "upstream.nodes"?)'),
