@@ -80,17 +80,25 @@ class ServerState:
 
         Applied now: log, limits, deny_commands, upstream.nodes (seeds) and everything
         sessions read from `config` when they connect (auth). Returns the keys that changed
-        but only take effect on a restart (listen, workers, the rest of upstream).
+        but only take effect on a restart (listen, tls, workers, the rest of upstream: the
+        listener's and the nodes' certificates are loaded once, at startup).
         """
         old = self.config
-        later = [key for key in ("listen", "workers") if getattr(old, key) != getattr(new, key)]
+        later = [
+            key for key in ("listen", "tls", "workers") if getattr(old, key) != getattr(new, key)
+        ]
         for field in dataclasses.fields(old.upstream):
             name = field.name
             if name != "nodes" and getattr(old.upstream, name) != getattr(new.upstream, name):
                 later.append(f"upstream.{name}")
         upstream = dataclasses.replace(old.upstream, nodes=new.upstream.nodes)
         config = dataclasses.replace(
-            new, listen=old.listen, workers=old.workers, upstream=upstream, source=old.source
+            new,
+            listen=old.listen,
+            tls=old.tls,
+            workers=old.workers,
+            upstream=upstream,
+            source=old.source,
         )
         self.config = config
         self.request_limits = _request_limits(config)

@@ -14,6 +14,7 @@ from conf.schema import AuthConfig, LimitsConfig
 from proxy.dispatch import Dispatcher
 from proxy.session import ClientSession
 from proxy.upstream import Failure, UpstreamConnection
+from routing import replies
 from routing.commands import CommandTable, parse_command_reply
 from routing.plan import Router
 from routing.resp import RequestLimits, pack_command, parse_reply, parse_requests
@@ -144,6 +145,7 @@ class FakeTopology:
         self.read_node = None
         self.refreshes_requested = 0
         self.redirects = 0
+        self.no_map = replies.NO_TOPOLOGY
 
     def any_primary(self) -> str:
         return A
