@@ -135,6 +135,7 @@ class UpstreamConnection(asyncio.Protocol):
         "last_progress",
         "pending",
         "resp3",
+        "sent",
     )
 
     def __init__(
@@ -165,6 +166,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._why = "connection closed"
         self.failure: Failure | None = None  # set once, when the connection fails
         self.last_progress = loop.time()
+        self.sent = 0  # requests written, for the per-node stats
 
     # --- sending -------------------------------------------------------------------------
 
@@ -175,6 +177,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if not self.pending:
             self.last_progress = self._loop.time()
+        self.sent += 1
         self.pending.append(waiter)
         self._out.append(raw)
         if self._flush_handle is None and self._transport is not None:
@@ -189,6 +192,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if not self.pending:
             self.last_progress = self._loop.time()
+        self.sent += len(batch.indices)
         self.pending.append(batch)
         self._out.append(raw)
         if self._flush_handle is None and self._transport is not None:
