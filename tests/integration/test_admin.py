@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import re
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import redis
 
@@ -210,3 +213,37 @@ def test_bad_http_gets_4xx_and_the_endpoint_stays_up(redis_standalone: RedisProc
         assert b"Allow: GET, HEAD" in raw_http(port, b"DELETE /readyz HTTP/1.1\r\n\r\n")
         assert get(port, "/livez") == (200, b"ok\n", get(port, "/livez")[2])
         assert proxy.server.state is not None and proxy.server.state.loop.is_running()
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "slotless.json"
+
+
+def dashboard_metric_names() -> set[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [
+        target["expr"]
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        if "expr" in target
+    ]
+    exprs += [
+        var["query"]["query"]
+        for var in dashboard["templating"]["list"]
+        if isinstance(var.get("query"), dict)
+    ]
+    return {name for expr in exprs for name in re.findall(r"\bslotless_[a-z0-9_]+", expr)}
+
+
+def test_the_dashboard_queries_only_exposed_metrics(redis_cluster: Cluster) -> None:
+    with (
+        with_admin("cluster", redis_cluster.seeds) as proxy,
+        redis.Redis(port=proxy.port, protocol=2) as client,
+    ):
+        for i in range(130):  # two sampled batches at least: the histogram has series
+            client.set(f"dash:{i}", "v")
+        exposed = {name for name, _ in scrape(admin_port(proxy))}
+    queried = dashboard_metric_names()
+    panels = {p["title"] for p in json.loads(DASHBOARD.read_text())["panels"]}
+    assert {"Requests per second by command", "Slot coverage (of 16384)"} <= panels
+    assert len(queried) >= 10
+    assert queried <= exposed, f"not in /metrics: {sorted(queried - exposed)}"
