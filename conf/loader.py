@@ -286,6 +286,36 @@ def _workers(value: object, key: str) -> int:
     raise _KeyPathError(key, f'expected "auto" or an integer of at least 1, got {_describe(value)}')
 
 
+# -- operability (issue 14) ----------------------------------------------------------------
+
+
+def _admin(value: object, key: str) -> Address | None:
+    """The admin listener's "host:port" (port 0: any free port); null turns it off."""
+    return None if value is None else _listen(value, key)
+
+
+def _milliseconds(value: object, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _KeyPathError(key, f"expected a number of milliseconds, got {_describe(value)}")
+    if value < 0:
+        raise _KeyPathError(key, f"must be zero (off) or more, got {_describe(value)}")
+    return float(value)
+
+
+def _check_admin(config: Config) -> None:
+    admin, listen = config.admin, config.listen
+    if (
+        admin is not None
+        and admin.port != 0
+        and (admin.host, admin.port)
+        == (
+            listen.host,
+            listen.port,
+        )
+    ):
+        raise _KeyPathError("admin", f'must differ from listen ("{listen}"), got "{admin}"')
+
+
 # Redis command names: letters, digits and - _ . : (module commands: "json.set").
 _COMMAND_RE: Final = re.compile(r"[a-z0-9_.:-]+(\|[a-z0-9_.:-]+)?")
 
@@ -398,6 +428,9 @@ _TOP: Final[Mapping[str, _Parser]] = {
     "workers": _workers,
     "deny_commands": _deny_commands,
     "shutdown_timeout": _duration(allow_zero=True),
+    # -- operability (issue 14) --
+    "admin": _admin,
+    "slowlog_threshold_ms": _milliseconds,
 }
 
 
@@ -678,4 +711,6 @@ def _parse_top(data: object, environ: Mapping[str, str], path: str | None) -> Co
         fields["log"] = LogConfig(**_section(fields["log"], "log", _LOG))
     if fields.get("auth") is not None:  # null, like no auth section: clients need no AUTH
         fields["auth"] = _parse_auth(fields["auth"], environ)
-    return Config(**fields, source=path)
+    config = Config(**fields, source=path)
+    _check_admin(config)
+    return config

@@ -179,4 +179,11 @@ class Config:
     deny_commands: tuple[str, ...] = DEFAULT_DENY_COMMANDS
     # SIGTERM: how long in-flight commands may take to finish before clients are closed.
     shutdown_timeout: float = 10.0
+    # -- operability (issue 14) --
+    # The admin HTTP listener (/metrics, /livez, /readyz); None: off. With workers > 1 the
+    # parent process serves it, for all workers.
+    admin: Address | None = None
+    # Requests slower than this many milliseconds are logged as `slow_request` (command
+    # name, node, time; never the arguments); 0: off. While on, every request is timed.
+    slowlog_threshold_ms: float = 0.0
     source: str | None = None

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from conf import UpstreamConfig
 from proxy.pool import UpstreamPool
+from proxy.stats import MAX_NAMES, Stats
 from proxy.topology import Topology
 from proxy.upstream import Batch, Failure, Parts, UpstreamConnection
 from routing import replies
@@ -27,6 +28,11 @@ UPSTREAM_ERROR_PREFIX = replies.UPSTREAM_ERROR_PREFIX
 _RETRY_CANDIDATES = (*CLUSTER_ERROR_PREFIXES, UPSTREAM_ERROR_PREFIX)
 _LIMITS = RequestLimits()
 _NOT_SERVED = replies.SLOT_NOT_SERVED.encode()
+# topology.no_map, whatever reason it carries after this prefix.
+_NO_SLOT_MAP = replies.NO_TOPOLOGY.encode().split(b" (", 1)[0]
+# Replies that say slotless got no answer from a node (outcome "proxy_error", not "error").
+_PROXY_ERRORS = (UPSTREAM_ERROR_PREFIX, _NO_SLOT_MAP, _NOT_SERVED)
+_RETRY_KINDS = {b"TRYAGAIN": "tryagain", b"CLUSTERDOWN": "clusterdown", b"LOADING": "loading"}
 
 
 class ReplySink(Protocol):
@@ -51,12 +57,10 @@ class Request:
         self.reply: bytes | None = None
 
     def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
-        if (
-            raw[0] == 45  # '-': only errors pay for the prefix check
-            and raw.startswith(_RETRY_CANDIDATES)
-            and self.dispatcher.redirect(self, raw, conn)
-        ):
-            return
+        if raw[0] == 45:  # '-': only errors pay for the prefix check
+            if raw.startswith(_RETRY_CANDIDATES) and self.dispatcher.redirect(self, raw, conn):
+                return
+            self.dispatcher.on_error(self.raw, raw)
         # deliver(), inlined: this runs once per reply.
         self.reply = raw
         session = self.session
@@ -68,12 +72,27 @@ class Request:
         self.session.on_ready()
 
 
+class TimedRequest(Request):
+    """A Request whose reply is timed (latency sampling, the slow log)."""
+
+    __slots__ = ("t0",)
+    t0: float
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        if raw[0] == 45:
+            if raw.startswith(_RETRY_CANDIDATES) and self.dispatcher.redirect(self, raw, conn):
+                return
+            self.dispatcher.on_error(self.raw, raw)
+        self.dispatcher.on_timed(self, conn.addr)
+        self.deliver(raw)
+
+
 class Fragments:
     """The queue entry of a routed batch (routing/route.py): one reply slot per part,
     filled as the nodes answer (Batch waiters, or Parts after a redirect); ready when every
     part has answered, then assembled into the client's replies in request order."""
 
-    __slots__ = ("count", "raws", "remaining", "reply", "routed", "session")
+    __slots__ = ("count", "raws", "remaining", "reply", "routed", "session", "t0", "timer")
 
     def __init__(self, session: ReplySink, routed: Routed) -> None:
         self.session = session
@@ -88,6 +107,8 @@ class Fragments:
         self.raws = raws
         self.remaining = remaining
         self.reply: bytes | None = None
+        self.timer: Dispatcher | None = None  # set (with t0) when this batch is timed
+        self.t0 = 0.0
 
     def part_done(self, index: int, raw: bytes) -> None:
         self.raws[index] = raw
@@ -97,6 +118,8 @@ class Fragments:
 
     def finish(self) -> None:
         self.reply = assemble(self.routed, self.raws, self.session.resp3)
+        if self.timer is not None:
+            self.timer.on_batch_timed(self)
         session = self.session
         if not session.flush_scheduled:
             session.on_ready()
@@ -120,12 +143,10 @@ class Part(Request):
         self.index = index
 
     def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
-        if (
-            raw[0] == 45
-            and raw.startswith(_RETRY_CANDIDATES)
-            and self.dispatcher.redirect(self, raw, conn)
-        ):
-            return
+        if raw[0] == 45:
+            if raw.startswith(_RETRY_CANDIDATES) and self.dispatcher.redirect(self, raw, conn):
+                return
+            self.dispatcher.on_error(self.raw, raw)
         self.parent.part_done(self.index, raw)
 
     def deliver(self, raw: bytes) -> None:
@@ -139,10 +160,13 @@ class Dispatcher:
         pool: UpstreamPool,
         config: UpstreamConfig,
         loop: asyncio.AbstractEventLoop,
+        stats: Stats | None = None,
     ) -> None:
         self.topology = topology
         self.pool = pool
         self._loop = loop
+        self.stats = stats if stats is not None else Stats()
+        self._countdown = self.stats.sample_every  # routed batches until the next timed one
         self._max_hops = config.max_redirects
         self._retry_budget = config.retry_timeout
         self._part_error = self.part_error  # one bound method for every Batch
@@ -150,11 +174,48 @@ class Dispatcher:
     def part_error(self, parent: Parts, index: int, raw: bytes, conn: UpstreamConnection) -> bool:
         """An error reply to part `index` of a batch: True when a redirect or a retry took
         the part over (it then goes on as a `Part`)."""
-        if not raw.startswith(_RETRY_CANDIDATES):
-            return False
         assert isinstance(parent, Fragments)
         packed, slot = parent.routed.part(index, self.topology.router)
-        return self.redirect(Part(self, parent, index, packed, slot), raw, conn)
+        if raw.startswith(_RETRY_CANDIDATES) and self.redirect(
+            Part(self, parent, index, packed, slot), raw, conn
+        ):
+            return True
+        self.on_error(packed, raw)
+        return False
+
+    # --- stats (rare paths: errors, and one batch in Stats.sample_every) -----------------
+
+    def on_error(self, packed: bytes, raw: bytes) -> None:
+        """Count an error reply that goes to the client, by command name."""
+        parsed = parse_requests(packed, _LIMITS).requests
+        name = parsed[0][0] if parsed and parsed[0] else b""
+        stats = self.stats
+        counter = stats.proxy_errors if raw.startswith(_PROXY_ERRORS) else stats.errors
+        counter[name] += 1
+        if len(counter) > MAX_NAMES:
+            stats.fold(self.topology.table)
+
+    def on_timed(self, request: TimedRequest, node: str) -> None:
+        parsed = parse_requests(request.raw, _LIMITS).requests
+        name = parsed[0][0] if parsed and parsed[0] else b""
+        seconds = self._loop.time() - request.t0
+        self.stats.timed(self.topology.table, name, node, seconds, 1, _peer(request.session))
+
+    def on_batch_timed(self, parent: Fragments) -> None:
+        routed = parent.routed
+        nodes = [node for node in routed.nodes if node is not None]
+        node = nodes[0] if len(nodes) == 1 else ",".join(sorted(nodes)) or "-"
+        name = routed.requests[routed.start][0] if routed.requests_count() else b""
+        seconds = self._loop.time() - parent.t0
+        count = routed.requests_count()
+        self.stats.timed(self.topology.table, name, node, seconds, count, _peer(parent.session))
+
+    def _filled_errors(self, routed: Routed) -> None:
+        """Errors that routing answered itself (arity, CROSSSLOT, unknown commands)."""
+        assert routed.filled is not None
+        for index, raw in routed.filled:
+            if raw[:1] == b"-":
+                self.on_error(routed.part(index, self.topology.router)[0], raw)
 
     def _read_only(self, raw: bytes) -> bool:
         """Whether the packed request is a read-only command (rare path: failures only)."""
@@ -176,11 +237,17 @@ class Dispatcher:
         connection, no slot map)."""
         nodes = routed.nodes
         first = self.pool.first[session.resp3]
+        countdown = self._countdown - 1  # the latency sample: one batch in sample_every
+        self._countdown = countdown or self.stats.sample_every
         if routed.count == 1 and routed.filled is None and routed.layout is None:
             # One request (request/response clients): a plain Request is its own waiter.
             for node, pieces in routed.pieces.items():
                 raw = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                request = Request(self, session, raw, routed.slot)
+                if countdown:
+                    request = Request(self, session, raw, routed.slot)
+                else:
+                    request = TimedRequest(self, session, raw, routed.slot)
+                    request.t0 = self._loop.time()
                 enqueue(request)
                 conn = first.get(node) if node is not None else None
                 if conn is None or conn.closed:
@@ -189,6 +256,11 @@ class Dispatcher:
                     conn.send(raw, request)
                 return
         parent = Fragments(session, routed)
+        if not countdown:
+            parent.timer = self
+            parent.t0 = self._loop.time()
+        if routed.filled is not None:
+            self._filled_errors(routed)
         enqueue(parent)
         for node, indices in nodes.items():
             conn = first.get(node) if node is not None else None
@@ -215,7 +287,9 @@ class Dispatcher:
         slotmap = self.topology.slotmap
         if slotmap is None:
             self.topology.request_refresh()
-            request.deliver(self.topology.no_map.encode())
+            no_map = self.topology.no_map.encode()
+            self.on_error(request.raw, no_map)
+            request.deliver(no_map)
             return
         addr = (
             slotmap.node_for_slot(request.slot)
@@ -224,6 +298,7 @@ class Dispatcher:
         )
         if addr is None:
             self.topology.request_refresh()
+            self.on_error(request.raw, _NOT_SERVED)
             request.deliver(_NOT_SERVED)
             return
         self.pool.get(addr, request.session.resp3).send(request.raw, request)
@@ -235,6 +310,7 @@ class Dispatcher:
             if request.hops >= self._max_hops:
                 return False
             request.hops += 1
+            self.stats.redirects[redirect.kind] += 1
             if redirect.kind == "moved":
                 self.topology.on_moved(redirect.slot, redirect.node)
                 self.pool.get(redirect.node, conn.resp3).send(request.raw, request)
@@ -257,9 +333,18 @@ class Dispatcher:
             request.started = now
         elif now - request.started >= self._retry_budget:
             return False
+        kind = _RETRY_KINDS.get(raw[1:].split(b" ", 1)[0])
+        if kind is not None:
+            self.stats.redirects[kind] += 1
         if raw.startswith(b"-CLUSTERDOWN"):
             self.topology.request_refresh()
         # Back off as the wait grows: 10 ms at first, at most 250 ms between tries.
         delay = min(0.01 + (now - request.started) / 4, 0.25)
         self._loop.call_later(delay, self.send, request)
         return True
+
+
+def _peer(session: ReplySink) -> str | None:
+    """The client's address for the slow log (sessions have one; internal sinks do not)."""
+    peer = getattr(session, "peer", None)
+    return peer if isinstance(peer, str) else None

@@ -19,6 +19,7 @@ from proxy import pubsub
 from proxy.contracts import ServerContext
 from proxy.dispatch import ReplySink, Request
 from proxy.scripts import ScriptCache, ScriptLoaded, ScriptRequest, load_request
+from proxy.stats import Figures, proxy_figures
 from proxy.topology import FutureWaiter
 from proxy.upstream import DISCARD, UpstreamConnection, Waiter
 from routing import replies
@@ -116,6 +117,8 @@ class FanoutContext(ServerContext, Protocol):
 
     @property
     def hub(self) -> pubsub.Hub | None: ...
+
+    def figures(self) -> Figures: ...
 
 
 class FanoutExecutor:
@@ -286,4 +289,5 @@ class FanoutExecutor:
             slot_map_refreshes=topology.refreshes,
             redirects_absorbed=topology.redirects,
             upstream_errors=state.upstream_errors,
+            **proxy_figures(state.figures()),
         )

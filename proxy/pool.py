@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import Counter
 from collections.abc import Callable
 
 import structlog
@@ -67,6 +68,12 @@ class UpstreamPool:
         self.tcp = (config.tcp_keepalive, config.tcp_user_timeout)
         self._tls = upstream_tls(config.tls)
         self._readonly = config.mode == "cluster" and config.read_from != "primary"
+        # Per node, for /metrics and INFO: requests of connections now gone, connections
+        # lost or never made, and shared connections opened again after the first.
+        self.retired_sent: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.reconnects: Counter[str] = Counter()
+        self._opened: set[tuple[str, bool]] = set()
         self._auth: list[bytes] = []
         if config.password is not None:
             self._auth = [(config.username or "default").encode(), config.password.encode()]
@@ -85,6 +92,9 @@ class UpstreamPool:
         if conns is None:
             conns = self._conns[key] = []
         if len(conns) < self._per_node:
+            if key in self._opened and len(conns) == 0:
+                self.reconnects[addr] += 1
+            self._opened.add(key)
             conn = self._connect(addr, resp3)
             conns.append(conn)
             self.first[resp3][addr] = conns[0]
@@ -92,6 +102,7 @@ class UpstreamPool:
         conn = conns[next(self._rr) % self._per_node] if self._per_node > 1 else conns[0]
         if conn.closed:
             conns.remove(conn)
+            self.reconnects[addr] += 1
             conn = self._connect(addr, resp3)
             conns.append(conn)
             self.first[resp3][addr] = conns[0]
@@ -177,6 +188,8 @@ class UpstreamPool:
             log.warning("upstream_connect_failed", node=addr, reason=why)
 
     def _lost(self, conn: UpstreamConnection, why: str) -> None:
+        self.retired_sent[conn.addr] += conn.sent
+        conn.sent = 0
         if conn in self._dedicated:
             self._dedicated.discard(conn)
             if why == "connection closed":
@@ -187,6 +200,7 @@ class UpstreamPool:
         if self.first[conn.resp3].get(conn.addr) is conn:
             del self.first[conn.resp3][conn.addr]
         if not self._closed:
+            self.errors[conn.addr] += 1
             if conn.established:
                 log.warning("upstream_connection_lost", node=conn.addr, reason=why)
             if self._on_node_lost is not None:
@@ -223,6 +237,15 @@ class UpstreamPool:
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return list(self._tasks)
+
+    def node_stats(self) -> dict[str, tuple[int, int]]:
+        """Per node: (open connections, requests sent over all its connections so far)."""
+        stats = {addr: (0, sent) for addr, sent in self.retired_sent.items()}
+        for conn in [c for conns in self._conns.values() for c in conns] + list(self._dedicated):
+            active, sent = stats.get(conn.addr, (0, 0))
+            up = conn.established and not conn.closed
+            stats[conn.addr] = (active + up, sent + conn.sent)
+        return stats
 
     def addresses(self) -> list[str]:
         return list(dict.fromkeys(addr for addr, _ in self._conns))

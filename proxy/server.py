@@ -18,13 +18,16 @@ import structlog
 import uvloop
 
 from conf import Config, ConfigError, load_config
+from proxy.admin import AdminServer
 from proxy.blocking import BlockedClients
 from proxy.dispatch import Dispatcher
 from proxy.fanout import FanoutExecutor
 from proxy.logs import configure_logging
+from proxy.metrics import ProcessSource, WorkerReporter
 from proxy.pool import UpstreamPool
 from proxy.pubsub import Hub
 from proxy.session import ClientSession
+from proxy.stats import Figures, Stats, figures
 from proxy.tls import listener_tls_args
 from proxy.topology import Topology
 from proxy.txn import HeldConnections
@@ -44,7 +47,8 @@ class ServerState:
         self.request_limits = _request_limits(config)
         self.pool = UpstreamPool(config.upstream, loop, self._on_node_lost)
         self.topology = Topology(config, self.pool, loop)
-        self.dispatcher = Dispatcher(self.topology, self.pool, config.upstream, loop)
+        self.stats = Stats(config.slowlog_threshold_ms)  # proxy/stats.py, for /metrics and INFO
+        self.dispatcher = Dispatcher(self.topology, self.pool, config.upstream, loop, self.stats)
         self.fanout = FanoutExecutor(self)
         self.port = config.listen.port  # the bound port once the server listens (port 0)
         self.upstream_errors = 0  # upstream connections lost or never made, for INFO
@@ -61,6 +65,10 @@ class ServerState:
 
     def next_client_id(self) -> int:
         return next(self._ids)
+
+    def figures(self) -> Figures:
+        """Every counter, read now (proxy/stats.py): /metrics and INFO show these."""
+        return figures(self.stats, self.sessions, self.pool, self.topology)
 
     def pubsub_hub(self) -> Hub:
         """The pub/sub hub, made at the first (UN)SUBSCRIBE: it runs a repair task."""
@@ -85,7 +93,9 @@ class ServerState:
         """
         old = self.config
         later = [
-            key for key in ("listen", "tls", "workers") if getattr(old, key) != getattr(new, key)
+            key
+            for key in ("listen", "tls", "workers", "admin")
+            if getattr(old, key) != getattr(new, key)
         ]
         for field in dataclasses.fields(old.upstream):
             name = field.name
@@ -97,10 +107,12 @@ class ServerState:
             listen=old.listen,
             tls=old.tls,
             workers=old.workers,
+            admin=old.admin,
             upstream=upstream,
             source=old.source,
         )
         self.config = config
+        self.stats.configure(config.slowlog_threshold_ms)
         self.request_limits = _request_limits(config)
         self.topology.reconfigure(config)
         if self._idle_sweep is not None:
@@ -126,12 +138,17 @@ class ServerState:
         self._idle_sweep = self.loop.call_later(min(1.0, timeout / 2), sweep)
 
     def on_session_open(self, session: ClientSession) -> bool:
+        self.stats.downstream_cx_total += 1
         if len(self.sessions) >= self.config.limits.max_clients or not self.accepting:
+            self.stats.downstream_cx_rejected += 1
             return False
         self.sessions.add(session)
         return True
 
     def on_session_closed(self, session: ClientSession) -> None:
+        if session in self.sessions:
+            self.stats.closed_rx_bytes += session.rx_bytes
+            self.stats.closed_tx_bytes += session.tx_bytes
         self.sessions.discard(session)
         drained = self._drained
         if drained is not None and not self.sessions and not drained.done():
@@ -184,12 +201,16 @@ def _request_limits(config: Config) -> RequestLimits:
 
 
 class Server:
-    def __init__(self, config: Config, worker: int = 0) -> None:
+    def __init__(self, config: Config, worker: int = 0, report_dir: str | None = None) -> None:
         self.config = config
         self.worker = worker
         self.state: ServerState | None = None
         self._server: asyncio.Server | None = None
         self.address: tuple[str, int] | None = None
+        # workers: N: the parent serves `admin` and this worker reports into report_dir.
+        self._report_dir = report_dir
+        self._admin: AdminServer | None = None
+        self.admin_address: tuple[str, int] | None = None
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -210,6 +231,7 @@ class Server:
         sockname = self._server.sockets[0].getsockname()
         self.address = (sockname[0], sockname[1])
         state.port = self.address[1]
+        await self._start_admin(state)
         slotmap = state.topology.slotmap
         log.info(
             "listening",
@@ -221,6 +243,17 @@ class Server:
         )
         return self.address
 
+    async def _start_admin(self, state: ServerState) -> None:
+        config = self.config
+        if config.admin is None:
+            return
+        source = ProcessSource(state, min(1.0, config.upstream.command_timeout))
+        if self._report_dir is not None:
+            state.spawn(WorkerReporter(source, self._report_dir, self.worker).run())
+            return
+        self._admin = AdminServer(source)
+        self.admin_address = await self._admin.start(config.admin)
+
     async def stop(self, deadline: float = 10.0) -> None:
         """Stop accepting, let owed replies reach their clients, then close everything."""
         state = self.state
@@ -230,6 +263,8 @@ class Server:
             return
         clients = len(state.sessions)
         late = await state.drain(deadline)
+        if self._admin is not None:  # /readyz said 503 while the clients drained
+            await self._admin.stop()
         await state.aclose()
         log.info("stopped", clients_closed=clients, cut_at_deadline=late or None)
 
@@ -252,8 +287,8 @@ class Server:
         return True
 
 
-async def serve(config: Config, worker: int = 0) -> int:
-    server = Server(config, worker)
+async def serve(config: Config, worker: int = 0, report_dir: str | None = None) -> int:
+    server = Server(config, worker, report_dir)
     try:
         await server.start()
     except OSError as exc:
@@ -284,6 +319,6 @@ def run(config: Config) -> int:
     return run_worker(config)
 
 
-def run_worker(config: Config, worker: int = 0) -> int:
+def run_worker(config: Config, worker: int = 0, report_dir: str | None = None) -> int:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(serve(config, worker))
+        return runner.run(serve(config, worker, report_dir))

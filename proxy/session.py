@@ -12,6 +12,7 @@ import asyncio
 import socket
 from collections import deque
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
@@ -21,6 +22,7 @@ from proxy.flow import FlowControl
 from proxy.framing import RequestReader
 from proxy.local import LocalCommands
 from proxy.pipe import Pipe
+from proxy.stats import MAX_NAMES
 from routing import replies
 from routing.client import ClientState
 from routing.fanout import Special
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from proxy.local import SessionContext
 
 log = structlog.get_logger("slotless.session")
+
+_NAME = itemgetter(0)
 
 
 class Entry(Protocol):
@@ -80,6 +84,11 @@ class ClientSession(asyncio.Protocol):
         self.local = LocalCommands(self, state)
         self.peer = ""
         self._log = log
+        # Stats (proxy/stats.py): bytes from and to this client, and the per-name counter
+        # of requests read that the server shares.
+        self.rx_bytes = 0
+        self.tx_bytes = 0
+        self._commands = state.dispatcher.stats.commands
 
     @property
     def id(self) -> int:
@@ -113,7 +122,15 @@ class ClientSession(asyncio.Protocol):
         if self._closing or self._closed:
             return
         self.last_active = self._loop.time()
+        self.rx_bytes += len(data)
         requests = self._reader.feed(data)
+        commands = self._commands
+        if len(requests) == 1:  # request/response clients: Counter.update costs 3x this
+            commands[requests[0][0]] += 1
+        else:
+            commands.update(map(_NAME, requests))  # one C-level pass, not a call per request
+        if len(commands) > MAX_NAMES:
+            self._state.dispatcher.stats.fold(self._state.topology.table)
         if self._flow.holding:
             self._flow.hold(requests)
             return
@@ -277,6 +294,7 @@ class ClientSession(asyncio.Protocol):
                 queue.popleft()
                 if type(head) is Fragments:
                     self._batched -= head.count - 1
+                self.tx_bytes += len(reply)
                 self._transport.write(reply)  # type: ignore[union-attr]
                 return
             self._flush()
@@ -305,7 +323,9 @@ class ClientSession(asyncio.Protocol):
             if type(head) is Fragments:
                 self._batched -= head.count - 1
         if out:
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self.tx_bytes += len(data)
+            transport.write(data)
         if self._closing and not queue:
             self._closed = True
             transport.close()

@@ -137,6 +137,7 @@ class UpstreamConnection(asyncio.Protocol):
         "last_progress",
         "pending",
         "resp3",
+        "sent",
     )
 
     def __init__(
@@ -167,6 +168,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._why = "connection closed"
         self.failure: Failure | None = None  # set once, when the connection fails
         self.last_progress = loop.time()
+        self.sent = 0  # requests written, for the per-node stats
 
     # --- sending -------------------------------------------------------------------------
 
@@ -177,6 +179,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if not self.pending:
             self.last_progress = self._loop.time()
+        self.sent += 1
         self.pending.append(waiter)
         self._out.append(raw)
         if self._flush_handle is None and self._transport is not None:
@@ -191,6 +194,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if not self.pending:
             self.last_progress = self._loop.time()
+        self.sent += len(batch.indices)
         self.pending.append(batch)
         self._out.append(raw)
         if self._flush_handle is None and self._transport is not None:

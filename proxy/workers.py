@@ -18,6 +18,7 @@ from dataclasses import replace
 import structlog
 
 from conf import Config
+from proxy.admin import ParentAdmin
 
 log = structlog.get_logger("slotless.workers")
 
@@ -36,18 +37,36 @@ def resolve_port(config: Config) -> Config:
 
 
 class Supervisor:
-    def __init__(self, config: Config, serve: Callable[[Config, int], int]) -> None:
+    def __init__(self, config: Config, serve: Callable[[Config, int, str | None], int]) -> None:
         self._config = resolve_port(config)
         self._serve = serve
+        # One admin endpoint for all workers, served here from what they report.
+        self._admin = ParentAdmin(config.admin, config.workers) if config.admin else None
         self._children: dict[int, int] = {}  # pid -> worker index
         self._failures = [0] * config.workers
         self._stopping = False
 
     def run(self) -> int:
+        if self._admin is not None:
+            try:
+                self._admin.bind()
+            except OSError as exc:
+                log.error("listen_failed", address=str(self._config.admin), reason=str(exc))
+                self._admin.stop()
+                return 1
+        try:
+            return self._supervise()
+        finally:
+            if self._admin is not None:
+                self._admin.stop()
+
+    def _supervise(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._forward)
         for index in range(self._config.workers):
             self._spawn(index)
+        if self._admin is not None:
+            self._admin.start_thread()
         log.info("workers_started", workers=self._config.workers, listen=str(self._config.listen))
         while self._children:
             try:
@@ -77,7 +96,8 @@ class Supervisor:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(signum, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                code = self._serve(self._config, index)
+                report_dir = self._admin.report_dir if self._admin is not None else None
+                code = self._serve(self._config, index, report_dir)
             finally:
                 os._exit(code)
         self._children[pid] = index

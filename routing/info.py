@@ -35,6 +35,24 @@ class ProxyInfo:
     slot_map_refreshes: int
     redirects_absorbed: int
     upstream_errors: int
+    # issue 14: the figures /metrics shows (proxy/stats.py Figures), INFO's way.
+    hot_path: str = "pure"
+    total_connections_received: int = 0
+    rejected_connections: int = 0
+    total_commands_processed: int = 0
+    command_errors: int = 0
+    proxy_errors: int = 0
+    redirects_moved: int = 0
+    redirects_ask: int = 0
+    retries_tryagain: int = 0
+    retries_clusterdown: int = 0
+    total_net_input_bytes: int = 0
+    total_net_output_bytes: int = 0
+    pending_replies: int = 0
+    paused_clients: int = 0
+    upstream_connections: int = 0
+    upstream_requests: int = 0
+    upstream_reconnects: int = 0
 
 
 _SUMMED: Final = frozenset(b"memory stats cpu commandstats errorstats keyspace clients".split())
@@ -230,6 +248,23 @@ def _proxy_fields(proxy: ProxyInfo) -> Fields:
         b"slot_map_refreshes": b"%d" % proxy.slot_map_refreshes,
         b"redirects_absorbed": b"%d" % proxy.redirects_absorbed,
         b"upstream_errors": b"%d" % proxy.upstream_errors,
+        b"hot_path": proxy.hot_path.encode(),
+        b"total_connections_received": b"%d" % proxy.total_connections_received,
+        b"rejected_connections": b"%d" % proxy.rejected_connections,
+        b"total_commands_processed": b"%d" % proxy.total_commands_processed,
+        b"command_errors": b"%d" % proxy.command_errors,
+        b"proxy_errors": b"%d" % proxy.proxy_errors,
+        b"redirects_moved": b"%d" % proxy.redirects_moved,
+        b"redirects_ask": b"%d" % proxy.redirects_ask,
+        b"retries_tryagain": b"%d" % proxy.retries_tryagain,
+        b"retries_clusterdown": b"%d" % proxy.retries_clusterdown,
+        b"total_net_input_bytes": b"%d" % proxy.total_net_input_bytes,
+        b"total_net_output_bytes": b"%d" % proxy.total_net_output_bytes,
+        b"pending_replies": b"%d" % proxy.pending_replies,
+        b"paused_clients": b"%d" % proxy.paused_clients,
+        b"upstream_connections": b"%d" % proxy.upstream_connections,
+        b"upstream_requests": b"%d" % proxy.upstream_requests,
+        b"upstream_reconnects": b"%d" % proxy.upstream_reconnects,
     }
 
 

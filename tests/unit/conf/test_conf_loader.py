@@ -58,7 +58,7 @@ ERROR_CASES: list[tuple[str, str]] = [
     (
         f"{NODE}\nsource: x.yaml",
         "source: unknown key (valid keys: listen, tls, upstream, limits, log, auth, workers, "
-        "deny_commands, shutdown_timeout)",
+        "deny_commands, shutdown_timeout, admin, slowlog_threshold_ms)",
     ),
     ("nodes: ['a:1']", 'nodes: unknown key (did you mean "upstream.nodes"?)'),
     (upstream("pasword: x"), 'upstream.pasword: unknown key (did you mean "upstream.password"?)'),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from types import SimpleNamespace
 from typing import cast
 
 from proxy.dispatch import Dispatcher
@@ -72,7 +73,7 @@ def test_noscript_loads_the_body_and_retries_once_on_the_same_connection() -> No
     digest = cache.remember(body, 1024)
     raw = pack_command([b"EVALSHA", digest, b"0"])
     sink = Sink()
-    dispatcher = cast(Dispatcher, object())
+    dispatcher = cast(Dispatcher, SimpleNamespace(on_error=lambda packed, raw: None))
     request = ScriptRequest(dispatcher, sink, raw, -1, cache, digest)
     conn = FakeConn()
     upstream = cast(UpstreamConnection, conn)
