@@ -344,10 +344,10 @@ def _deny_commands(value: object, key: str) -> tuple[str, ...]:
 
 # -- sections -----------------------------------------------------------------------------
 
-_SECRETS: Final = ("username", "password")
+_SECRETS: Final = ("username", "password", "sentinel_username", "sentinel_password")
 
 _UPSTREAM: Final[Mapping[str, _Parser]] = {
-    "mode": _choice("cluster", "standalone"),
+    "mode": _choice("cluster", "standalone", "sentinel"),
     "nodes": _nodes,
     "username": _optional_str,
     "username_env": _env_name,
@@ -371,6 +371,13 @@ _UPSTREAM: Final[Mapping[str, _Parser]] = {
     "reconnect_backoff_max": _duration(),
     "resubscribe_backoff_max": _duration(),
     "tls": _raw,
+    "sentinels": _nodes,
+    "master_name": _optional_str,
+    "sentinel_username": _optional_str,
+    "sentinel_username_env": _env_name,
+    "sentinel_password": _optional_str,
+    "sentinel_password_env": _env_name,
+    "switch_timeout": _duration(),
 }
 _LIMITS: Final[Mapping[str, _Parser]] = {
     "proto_max_bulk_len": _size,
@@ -487,16 +494,25 @@ def _parse_upstream(value: object, environ: Mapping[str, str], base: str | None)
     _resolve_secrets(fields, environ)
     if fields.get("tls") is not None:
         fields["tls"] = _parse_upstream_tls(fields["tls"], base)
+    if "master_name" in fields and not (fields["master_name"] or "").strip():
+        raise _KeyPathError("upstream.master_name", "expected the name the sentinels monitor")
     upstream = UpstreamConfig(**fields)
-    if not upstream.nodes:
+    _check_sentinel(upstream)
+    if not upstream.nodes and upstream.mode != "sentinel":
         raise _KeyPathError("upstream.nodes", 'at least one "host:port" node is required')
     if upstream.mode == "standalone" and len(upstream.nodes) > 1:
         raise _KeyPathError(
             "upstream.nodes",
             f"standalone mode takes exactly one node, got {len(upstream.nodes)}",
         )
-    if upstream.username is not None and upstream.password is None:
-        raise _KeyPathError("upstream.username", "a username needs a password (or password_env)")
+    for prefix in ("", "sentinel_"):
+        if getattr(upstream, f"{prefix}username") is not None and (
+            getattr(upstream, f"{prefix}password") is None
+        ):
+            raise _KeyPathError(
+                f"upstream.{prefix}username",
+                f"a username needs a password (or {prefix}password_env)",
+            )
     for key in ("reconnect_backoff_max", "resubscribe_backoff_max"):
         if getattr(upstream, key) < upstream.reconnect_backoff:
             raise _KeyPathError(
@@ -505,6 +521,26 @@ def _parse_upstream(value: object, environ: Mapping[str, str], base: str | None)
                 f" got {getattr(upstream, key):g}s",
             )
     return upstream
+
+
+def _check_sentinel(upstream: UpstreamConfig) -> None:
+    """sentinel mode takes `sentinels` instead of `nodes`; the other modes take no sentinels."""
+    if upstream.mode != "sentinel":
+        if upstream.sentinels:
+            raise _KeyPathError(
+                "upstream.sentinels",
+                f'only sentinel mode takes sentinels (upstream.mode is "{upstream.mode}")',
+            )
+        return
+    if not upstream.sentinels:
+        raise _KeyPathError(
+            "upstream.sentinels", 'sentinel mode needs at least one "host:port" sentinel'
+        )
+    if upstream.nodes:
+        raise _KeyPathError(
+            "upstream.nodes",
+            "sentinel mode finds the primary through upstream.sentinels: leave nodes out",
+        )
 
 
 # -- tls: the listener's and the upstream's ----------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-Mode = Literal["cluster", "standalone"]
+Mode = Literal["cluster", "standalone", "sentinel"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["console", "json"]
 ReadFrom = Literal["primary", "prefer-replica", "replica", "any"]
@@ -90,6 +90,22 @@ class UpstreamConfig:
     reconnect_backoff_max: float = 1.0
     resubscribe_backoff_max: float = 2.0
     tls: UpstreamTLSConfig | None = None
+    # -- sentinel mode (issue 15): the primary is whichever a majority of the sentinels
+    # that answer name for master_name, confirmed by ROLE; `nodes` stays empty. --
+    sentinels: tuple[Address, ...] = ()
+    master_name: str = "mymaster"
+    # The sentinels' own credentials (requirepass / ACL in sentinel.conf), not the nodes'.
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+    # Once a failover has started, requests wait this long for the new primary (then get
+    # an error); nothing is sent to the old primary meanwhile, so no acknowledged write
+    # lands on a primary that is about to lose it.
+    switch_timeout: float = 5.0
+
+    @property
+    def single_node(self) -> bool:
+        """Standalone or sentinel: one primary, served as a standalone server is."""
+        return self.mode != "cluster"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ def test_examples_exist() -> None:
 def test_example_loads(path: Path) -> None:
     config = load_config(str(path), environ={})
     assert config.source == str(path)
-    assert config.upstream.nodes
+    assert config.upstream.nodes or config.upstream.sentinels
 
 
 def test_slotless_yaml_states_the_schema_defaults() -> None:
@@ -51,3 +51,11 @@ def test_standalone_yaml() -> None:
     config = load_config(str(CONF_DIR / "standalone.yaml"), environ={})
     assert config.upstream.mode == "standalone"
     assert config.upstream.nodes == (Address("127.0.0.1", 6379),)
+
+
+def test_sentinel_yaml() -> None:
+    config = load_config(str(CONF_DIR / "sentinel.yaml"), environ={})
+    assert config.upstream.mode == "sentinel"
+    assert config.upstream.nodes == ()
+    assert config.upstream.sentinels[0] == Address("127.0.0.1", 26379)
+    assert config.upstream.master_name == "mymaster"

@@ -107,10 +107,13 @@ ERROR_CASES: list[tuple[str, str]] = [
         "upstream.nodes: standalone mode takes exactly one node, got 2",
     ),
     (
-        upstream("mode: sentinel"),
-        'upstream.mode: expected one of "cluster", "standalone", got "sentinel"',
+        upstream("mode: replicated"),
+        'upstream.mode: expected one of "cluster", "standalone", "sentinel", got "replicated"',
     ),
-    (upstream("mode: null"), 'upstream.mode: expected one of "cluster", "standalone", got null'),
+    (
+        upstream("mode: null"),
+        'upstream.mode: expected one of "cluster", "standalone", "sentinel", got null',
+    ),
     # durations
     (upstream("connect_timeout: 0"), "upstream.connect_timeout: must be greater than zero, got 0"),
     (
@@ -228,7 +231,51 @@ ERROR_CASES: list[tuple[str, str]] = [
         f"{NODE}\ndeny_commands: [keys, KEYS]",
         'deny_commands[1]: "keys" is listed twice (also deny_commands[0])',
     ),
+    # sentinel mode (issue 15)
+    (
+        "upstream: {mode: sentinel}",
+        'upstream.sentinels: sentinel mode needs at least one "host:port" sentinel',
+    ),
+    (
+        upstream("mode: sentinel, sentinels: ['127.0.0.1:26379']"),
+        "upstream.nodes: sentinel mode finds the primary through upstream.sentinels: "
+        "leave nodes out",
+    ),
+    (
+        upstream("sentinels: ['127.0.0.1:26379']"),
+        'upstream.sentinels: only sentinel mode takes sentinels (upstream.mode is "cluster")',
+    ),
+    (
+        "upstream: {mode: sentinel, sentinels: ['h:1'], master_name: ''}",
+        "upstream.master_name: expected the name the sentinels monitor",
+    ),
+    (
+        "upstream: {mode: sentinel, sentinels: ['h:1', 'h:1']}",
+        'upstream.sentinels[1]: "h:1" is listed twice (also upstream.sentinels[0])',
+    ),
+    (
+        "upstream: {mode: sentinel, sentinels: ['h:1'], sentinel_username: u}",
+        "upstream.sentinel_username: a username needs a password (or sentinel_password_env)",
+    ),
+    (
+        "upstream: {mode: sentinel, sentinels: ['h:1'], switch_timeout: 0}",
+        "upstream.switch_timeout: must be greater than zero, got 0",
+    ),
 ]
+
+
+def test_sentinel_mode() -> None:
+    config = parse(
+        "upstream: {mode: sentinel, sentinels: ['127.0.0.1:26379', '127.0.0.1:26380'],"
+        " master_name: cache, sentinel_password_env: SP, password: data}",
+        environ={"SP": "secret"},
+    )
+    up = config.upstream
+    assert up.mode == "sentinel" and up.nodes == () and up.single_node
+    assert [str(a) for a in up.sentinels] == ["127.0.0.1:26379", "127.0.0.1:26380"]
+    assert up.master_name == "cache"
+    assert (up.sentinel_password, up.password) == ("secret", "data")
+    assert "secret" not in repr(config)
 
 
 @pytest.mark.parametrize(("text", "message"), ERROR_CASES)
