@@ -258,7 +258,7 @@ class ClientGate:
             return True
         if name == b"reset":
             self.deauthenticate()
-            if self._session.pipe is None and self._state.config.upstream.mode == "standalone":
+            if self._session.pipe is None and self._state.config.upstream.single_node:
                 # Nothing upstream to reset (no pipe); the rest of RESET is local state.
                 # Cluster mode lets RESET on, to the transaction and pub/sub state too.
                 self.answer(self._session.client.reset())

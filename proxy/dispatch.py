@@ -25,13 +25,15 @@ from routing.route import Routed, assemble
 
 UPSTREAM_ERROR_PREFIX = replies.UPSTREAM_ERROR_PREFIX
 # Errors after which a request may be sent again: cluster states, and failed connections.
-_RETRY_CANDIDATES = (*CLUSTER_ERROR_PREFIXES, UPSTREAM_ERROR_PREFIX)
+# A replica's refusal of a write: sentinel mode retries it on the new primary (it never ran).
+_READONLY = b"-READONLY "
+_RETRY_CANDIDATES = (*CLUSTER_ERROR_PREFIXES, UPSTREAM_ERROR_PREFIX, _READONLY)
 _LIMITS = RequestLimits()
 _NOT_SERVED = replies.SLOT_NOT_SERVED.encode()
 # topology.no_map, whatever reason it carries after this prefix.
 _NO_SLOT_MAP = replies.NO_TOPOLOGY.encode().split(b" (", 1)[0]
 # Replies that say slotless got no answer from a node (outcome "proxy_error", not "error").
-_PROXY_ERRORS = (UPSTREAM_ERROR_PREFIX, _NO_SLOT_MAP, _NOT_SERVED)
+_PROXY_ERRORS = (UPSTREAM_ERROR_PREFIX, _NO_SLOT_MAP, _NOT_SERVED, replies.NO_PRIMARY_PREFIX)
 _RETRY_KINDS = {b"TRYAGAIN": "tryagain", b"CLUSTERDOWN": "clusterdown", b"LOADING": "loading"}
 
 
@@ -286,6 +288,8 @@ class Dispatcher:
     def send(self, request: Request) -> None:
         slotmap = self.topology.slotmap
         if slotmap is None:
+            if self.topology.park(lambda: self.send(request)):  # a failover runs (sentinel)
+                return
             self.topology.request_refresh()
             no_map = self.topology.no_map.encode()
             self.on_error(request.raw, no_map)
@@ -326,6 +330,11 @@ class Dispatcher:
                 return False
             if conn.failure is Failure.TIMEOUT:
                 return False  # command_timeout already spent: do not pay it twice
+        elif raw.startswith(_READONLY):
+            # The primary became a replica (a failover): sentinel mode finds the new one.
+            if self.topology.sentinel is None:
+                return False
+            self.topology.request_refresh()
         elif not is_retryable(raw):
             return False
         now = self._loop.time()

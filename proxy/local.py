@@ -88,7 +88,10 @@ class LocalCommands:
         if name == b"quit":
             session.reply(OK)
             session.close_after_replies()
-        elif self._state.config.upstream.mode == "standalone":
+        elif self._state.config.upstream.mode == "sentinel" and name in PUBSUB_COMMANDS:
+            # The hub's shared subscriptions move to a new primary (resubscribed there).
+            pubsub.command(session, self._state, name, args)
+        elif self._state.config.upstream.single_node:
             self._standalone(name, args)
         elif name in TXN_COMMANDS:
             txn.command(session, self._state, name, args)
@@ -105,7 +108,7 @@ class LocalCommands:
 
     def hello_needs_pipe(self, hello: Hello) -> bool:
         """In standalone mode the server keeps the client's name: on its own connection."""
-        return hello.sets_name and self._state.config.upstream.mode == "standalone"
+        return hello.sets_name and self._state.config.upstream.single_node
 
     def _standalone(self, name: bytes, args: Args) -> None:
         """Keep the shared connection where nothing changes; otherwise pipe."""

@@ -153,6 +153,8 @@ async def readiness(state: AdminState, ping_timeout: float) -> tuple[bool, dict[
     topology = state.topology
     slotmap = topology.slotmap
     if slotmap is None:
+        if topology.mode == "sentinel":  # no primary confirmed by ROLE
+            return False, {"reason": topology.no_map.message, "slots_covered": 0}
         return False, {"reason": "no slot map yet", "slots_covered": 0}
     covered = slotmap.covered()
     if covered < SLOT_COUNT:

@@ -56,12 +56,24 @@ class Pipe(asyncio.Protocol):
         self._table = state.topology.table
         self.blocked = False  # a blocking command sent, nothing received since
         self.subscribed = False
-        addr = state.topology.seeds[0]
-        self._addr = addr
-        task = state.loop.create_task(self._open(addr, upstream.connect_timeout, state.pool))
+        self._addr: str | None = None
+        task = state.loop.create_task(self._open(state, upstream.connect_timeout, state.pool))
         state.track(task)
 
-    async def _open(self, addr: str, connect_timeout: float, pool: UpstreamPool) -> None:
+    @property
+    def addr(self) -> str | None:
+        """The node this pipe is connected (or connecting) to; None before it is known."""
+        return self._addr
+
+    async def _open(self, state: ServerContext, connect_timeout: float, pool: UpstreamPool) -> None:
+        topology = state.topology
+        addr = await topology.wait_primary()  # sentinel mode: a failover may be running
+        if addr is None:
+            self._buf += topology.no_map.encode()
+            self._session.on_ready()
+            self._session.close_after_replies()
+            return
+        self._addr = addr
         try:
             async with asyncio.timeout(connect_timeout):
                 await pool.connect(lambda: self, addr)
@@ -172,5 +184,18 @@ class Pipe(asyncio.Protocol):
 
     def close(self) -> None:
         self._closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def on_primary_changed(self, primary: str | None) -> None:
+        """Sentinel mode: the primary this pipe's state lives on is no longer the primary.
+        The client is disconnected, as Redis disconnects a demoted primary's clients
+        (sentinel's CLIENT KILL): its transaction, blocked command or database choice
+        cannot follow it to the new primary."""
+        if self._addr is None or self._addr == primary or self._closed:
+            return
+        log.info("pipe_primary_changed", node=self._addr, primary=primary)
+        self._closed = True
+        self._session.abort()
         if self._transport is not None:
             self._transport.close()

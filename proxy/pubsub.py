@@ -535,6 +535,12 @@ class Hub:
     async def _repair(self) -> bool:
         """Put every subscription back where it belongs; False when something is missing."""
         topology = self.state.topology
+        classic = self._classic
+        primary = topology.primary if topology.mode == "sentinel" else None
+        if classic is not None and primary is not None and classic.addr != primary:
+            # A failover: subscribe everything again on the new primary.
+            log.info("pubsub_primary_changed", node=classic.addr, primary=primary)
+            classic.abort()
         if self._need_refresh:
             self._need_refresh = False
             await topology.refresh()

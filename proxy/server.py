@@ -62,6 +62,8 @@ class ServerState:
         self.blocked = BlockedClients(self)  # proxy/blocking.py
         self.held = HeldConnections()  # proxy/txn.py
         self.hub: Hub | None = None  # proxy/pubsub.py, made by pubsub_hub()
+        if config.upstream.mode == "sentinel":
+            self.topology.on_map_changed(self._on_primary_changed)
 
     def next_client_id(self) -> int:
         return next(self._ids)
@@ -173,6 +175,13 @@ class ServerState:
         for session in late:
             session.abort()
         return len(late)
+
+    def _on_primary_changed(self) -> None:
+        """Sentinel mode: clients whose own connection is on the old primary leave."""
+        primary = self.topology.primary
+        for session in list(self.sessions):
+            if session.pipe is not None:
+                session.pipe.on_primary_changed(primary)
 
     def _on_node_lost(self, addr: str, why: str) -> None:
         self.upstream_errors += 1

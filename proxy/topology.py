@@ -3,6 +3,8 @@
 The slot map comes from CLUSTER SLOTS of any reachable node (current nodes first, then the
 configured seeds, then every node ever seen); it is replaced as a whole, never mutated.
 Refreshes run periodically, after MOVED (rate-limited) and when a node connection fails.
+Standalone mode's map is one node; sentinel mode's is the one primary proxy/sentinel.py
+finds, and while a failover runs there is none: requests wait (`park`) for the new one.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from importlib import resources
+from typing import Literal
 
 import structlog
 
 from conf import Config
 from proxy.pool import UpstreamPool
+from proxy.sentinel import SentinelWatcher
 from proxy.upstream import UpstreamConnection
 from routing import replies
 from routing.commands import CommandTable, parse_command_reply
@@ -81,11 +85,15 @@ class Topology:
         self._pool = pool
         self._loop = loop
         self.mode = self._upstream.mode
+        # How requests are planned: sentinel mode serves one primary as standalone mode does.
+        self._plan_mode: Literal["cluster", "standalone"] = (
+            "cluster" if self.mode == "cluster" else "standalone"
+        )
         self.seeds = [str(a) for a in self._upstream.nodes]
         self._address_map = dict(self._upstream.address_map)
         self.known: list[str] = list(self.seeds)
         self.table = bundled_command_table()
-        self.router = Router(self.table, self.mode, config.deny_commands)
+        self.router = self._router(config)
         self.table_from_server = False
         self.server_version = "7.0.0"
         self.slotmap: SlotMap | None = (
@@ -105,6 +113,18 @@ class Topology:
         self.redirects = 0
         # What requests get while there is no slot map: the last failure's reason included.
         self.no_map: ErrorReply = replies.NO_TOPOLOGY
+        # Sentinel mode: the watcher, and the requests parked while a failover runs.
+        self.sentinel: SentinelWatcher | None = None
+        self._parked: list[Callable[[], None]] = []
+        self._hold: asyncio.TimerHandle | None = None
+        self._held_from: str | None = None
+        if self.mode == "sentinel":
+            self.no_map = replies.no_primary(self._upstream.master_name, "not found yet")
+            self.sentinel = SentinelWatcher(self._upstream, loop, pool, self, self.remap)
+
+    def _router(self, config: Config) -> Router:
+        keyed_reads = self.mode == "sentinel" and self._upstream.read_from != "primary"
+        return Router(self.table, self._plan_mode, config.deny_commands, keyed_reads)
 
     # --- hot-path helpers ----------------------------------------------------------------
 
@@ -113,14 +133,14 @@ class Topology:
         self._config = config
         self.seeds = [str(a) for a in config.upstream.nodes]
         self.known = distinct([*self.seeds, *self.known])
-        self.router = Router(self.table, self.mode, config.deny_commands)
+        self.router = self._router(config)
         if self.mode == "standalone":
             self._set_map(SlotMap.single(self.seeds[0]))
         self.request_refresh()
 
     def _build_read_targets(self, slotmap: SlotMap) -> None:
         read_from = self._upstream.read_from
-        if read_from == "primary" or self.mode != "cluster":
+        if read_from == "primary" or self.mode == "standalone":
             self.read_targets = None
             self.read_node = None
             return
@@ -166,11 +186,101 @@ class Topology:
     def request_refresh(self) -> None:
         if self.mode == "cluster":
             self._wake.set()
+        elif self.sentinel is not None:
+            self.sentinel.wake()
+
+    # --- sentinel mode: proxy/sentinel.py's PrimarySink ----------------------------------
+
+    @property
+    def primary(self) -> str | None:
+        """The primary requests go to now (standalone and sentinel mode)."""
+        return self.slotmap.primaries[0] if self.slotmap is not None else None
+
+    def set_primary(self, addr: str, replicas: tuple[str, ...]) -> None:
+        if self._hold is not None and addr == self._held_from:
+            return  # a failover away from it runs: only its end or its abort brings it back
+        old = self.primary
+        self.seeds = [addr]
+        self._set_map(SlotMap.single(addr, replicas), quiet=old == addr)
+        self._release_parked()
+
+    def lose_primary(self, why: str) -> None:
+        self.no_map = replies.no_primary(self._upstream.master_name, why)
+        if self.slotmap is not None:
+            log.warning("primary_lost", primary=self.primary, reason=why)
+            self._clear_map()
+        if self._hold is None:
+            self._release_parked()
+
+    def hold_for_switch(self) -> None:
+        """A failover started: send nothing more to the old primary; park requests until
+        the new one is confirmed or upstream.switch_timeout passes."""
+        if self._hold is not None:
+            return
+        self._held_from = self.primary
+        log.info("failover_hold", primary=self._held_from)
+        self.no_map = replies.failover_in_progress(self._upstream.master_name)
+        self._clear_map()
+        self._hold = self._loop.call_later(self._upstream.switch_timeout, self._hold_expired)
+
+    def end_hold(self) -> None:
+        """The failover was aborted: the old primary may be confirmed again."""
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
+            self._held_from = None
+
+    def _hold_expired(self) -> None:
+        self._hold = None
+        self._held_from = None
+        log.warning("failover_hold_expired", waited=self._upstream.switch_timeout)
+        self.no_map = replies.failover_timed_out(
+            self._upstream.master_name, self._upstream.switch_timeout
+        )
+        self._release_parked()
+        self.request_refresh()
+
+    def park(self, resend: Callable[[], None]) -> bool:
+        """While a failover runs, keep `resend` for when it ends; False: none runs."""
+        if self._hold is None:
+            return False
+        self._parked.append(resend)
+        return True
+
+    async def wait_primary(self) -> str | None:
+        """The primary, waiting for the end of a failover that is running (pipes)."""
+        if self.slotmap is None and self._hold is not None:
+            ready: asyncio.Future[None] = self._loop.create_future()
+
+            def wake() -> None:
+                if not ready.done():
+                    ready.set_result(None)
+
+            self._parked.append(wake)
+            await ready
+        return self.primary
+
+    def _release_parked(self) -> None:
+        if self._hold is not None and self.slotmap is not None:
+            self._hold.cancel()
+            self._hold = None
+            self._held_from = None
+        parked, self._parked = self._parked, []
+        for resend in parked:  # in arrival order: one client's requests keep their order
+            resend()
+
+    def _clear_map(self) -> None:
+        self.slotmap = None
+        self._primaries = ()
+        self.read_targets = None
+        self.read_node = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Load the command table and the first slot map; serve on even if no node answers."""
+        if self.sentinel is not None:
+            await self.sentinel.start()
         await self._load_command_table()
         if self.mode == "cluster":
             await self.refresh()
@@ -179,9 +289,14 @@ class Topology:
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        if self._hold is not None:
+            self._hold.cancel()
+        if self.sentinel is not None:
+            self.sentinel.close()
 
     def tasks(self) -> list[asyncio.Task[None]]:
-        return [self._task] if self._task is not None else []
+        tasks = [self._task] if self._task is not None else []
+        return tasks + (self.sentinel.tasks() if self.sentinel is not None else [])
 
     async def _refresh_loop(self) -> None:
         interval = self._upstream.refresh_interval
@@ -200,7 +315,12 @@ class Topology:
                 await self._load_command_table()
 
     async def refresh(self) -> bool:
-        """Fetch CLUSTER SLOTS from the first node that answers and install it."""
+        """Fetch CLUSTER SLOTS from the first node that answers and install it (sentinel
+        mode: ask the sentinels again; standalone mode has nothing to refresh)."""
+        if self.sentinel is not None:
+            return await self.sentinel.check()
+        if self.mode == "standalone":
+            return True
         self._last_refresh = self._loop.time()
         self.refreshes += 1
         current = self.slotmap.nodes if self.slotmap else ()
@@ -252,7 +372,8 @@ class Topology:
             if len(table) == 0:
                 continue
             self.table = table
-            self.router = Router(table, self.mode, self._config.deny_commands)
+            self.table = table
+            self.router = self._router(self._config)
             self.table_from_server = True
             info = await self.ask(addr, [b"INFO", b"server"])
             if info is not None and not is_error(info):

@@ -90,11 +90,16 @@ _PONG: Final = Reply(b"+PONG\r\n")
 class Router:
     """Plans requests for one command table and mode; built once per table."""
 
-    __slots__ = ("_denied_unknown", "_handlers", "direct", "mode", "reads", "table")
+    __slots__ = ("_denied_unknown", "_handlers", "_keyed_reads", "direct", "mode", "reads", "table")
 
-    def __init__(self, table: CommandTable, mode: Mode, deny: Iterable[str] = ()) -> None:
+    def __init__(
+        self, table: CommandTable, mode: Mode, deny: Iterable[str] = (), keyed_reads: bool = False
+    ) -> None:
+        """`keyed_reads`: in standalone mode, route single-key reads by their key too, so
+        that upstream.read_from can send them to replicas (sentinel mode)."""
         self.table = table
         self.mode = mode
+        self._keyed_reads = keyed_reads
         self._handlers: dict[bytes, Handler] = {}
         denied = frozenset(name.lower().encode() for name in deny)
         # Denied names the table does not know (module commands): checked on the slow path.
@@ -122,6 +127,10 @@ class Router:
 
     def _direct_route(self, spec: CommandSpec, handler: Handler) -> tuple[int, int] | None:
         if handler is _any_node and self.mode == "standalone":
+            if self._keyed_reads and b"readonly" in spec.flags and not spec.subcommands:
+                index = simple_key_index(spec) if self._is_single_key(spec) else None
+                if index is not None:
+                    return (index, spec.arity)
             return (0, 0)
         if self.mode == "cluster" and not spec.subcommands and self._is_single_key(spec):
             index = simple_key_index(spec)

@@ -113,6 +113,29 @@ def upstream_error(node: str, what: str) -> ErrorReply:
 TLS_ON_PLAIN_PORT: Final = "TLS handshake received, but this slotless port is plain TCP (no tls)"
 
 
+# Sentinel mode (issue 15): no primary to send to. MASTERDOWN, as a replica says when its
+# primary is gone; the prefix lets proxy/dispatch.py count these as slotless's own errors.
+NO_PRIMARY_PREFIX: Final = b"-MASTERDOWN slotless "
+
+
+def no_primary(master_name: str, why: str) -> ErrorReply:
+    """No primary confirmed for the sentinels' group `master_name`, and why."""
+    return ErrorReply(f'MASTERDOWN slotless has no primary for "{master_name}": {why}')
+
+
+def failover_in_progress(master_name: str) -> ErrorReply:
+    """A failover of `master_name` is running (a request that cannot wait for its end)."""
+    return ErrorReply(f'MASTERDOWN slotless is waiting for the failover of "{master_name}"')
+
+
+def failover_timed_out(master_name: str, seconds: float) -> ErrorReply:
+    """The failover of `master_name` did not bring a new primary within switch_timeout."""
+    return ErrorReply(
+        f'MASTERDOWN slotless has no primary for "{master_name}": a failover started'
+        f" and no new primary was confirmed within {seconds:g}s (upstream.switch_timeout)"
+    )
+
+
 def no_topology(node: str, reason: str) -> ErrorReply:
     """NO_TOPOLOGY with why the last seed tried failed (a TLS verdict, a refused connect)."""
     return ErrorReply(

@@ -37,9 +37,10 @@ class SlotMap:
         self.shards: tuple[Shard, ...] = tuple(shards)
 
     @classmethod
-    def single(cls, addr: str) -> "SlotMap":
-        """Every slot on one node: standalone mode uses the same routing as a cluster."""
-        return cls([addr] * SLOT_COUNT, [Shard(addr, (), ((0, SLOT_COUNT - 1),))])
+    def single(cls, addr: str, replicas: tuple[str, ...] = ()) -> "SlotMap":
+        """Every slot on one node: standalone and sentinel mode use the same routing as a
+        cluster (sentinel mode lists the primary's replicas, for upstream.read_from)."""
+        return cls([addr] * SLOT_COUNT, [Shard(addr, replicas, ((0, SLOT_COUNT - 1),))])
 
     @classmethod
     def from_cluster_slots(

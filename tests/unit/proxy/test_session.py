@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,9 @@ class FakeTopology:
 
     def request_refresh(self) -> None:
         self.refreshes_requested += 1
+
+    def park(self, resend: Callable[[], None]) -> bool:
+        return False  # no failover runs (sentinel mode's wait for a new primary)
 
     def on_moved(self, slot: int, addr: str) -> None:
         assert self.slotmap is not None
