@@ -64,8 +64,15 @@ class _Waiter:
             self.future.set_result(raw)
 
 
-async def ask(pool: UpstreamPool, addr: str, args: list[bytes], limit: float) -> object | None:
-    """One request on `pool`'s shared connection to `addr`: the parsed reply, None on
+class _NoReply:
+    """ask()'s failure: distinct from None, which is a nil reply (an unknown master)."""
+
+
+NO_REPLY = _NoReply()
+
+
+async def ask(pool: UpstreamPool, addr: str, args: list[bytes], limit: float) -> object:
+    """One request on `pool`'s shared connection to `addr`: the parsed reply, NO_REPLY on
     failure (no connection, a timeout, an error reply)."""
     waiter = _Waiter(asyncio.get_running_loop())
     pool.get(addr).send(pack_command(args), waiter)
@@ -73,9 +80,9 @@ async def ask(pool: UpstreamPool, addr: str, args: list[bytes], limit: float) ->
         async with asyncio.timeout(limit):
             raw = await waiter.future
     except TimeoutError:
-        return None
+        return NO_REPLY
     if is_error(raw):
-        return None
+        return NO_REPLY
     return parse_reply(raw)
 
 
@@ -207,7 +214,7 @@ class SentinelWatcher:
         args = [b"SENTINEL", b"GET-MASTER-ADDR-BY-NAME", self._name]
         replies = await asyncio.gather(*(ask(self._pool, a, args, timeout) for a in self.sentinels))
         answers: list[Answer] = [
-            None if r is None else parse_master_addr(r, self._remap) for r in replies
+            None if r is NO_REPLY else parse_master_addr(r, self._remap) for r in replies
         ]
         vote = vote_primary(answers)
         if vote.primary is None:
@@ -255,7 +262,7 @@ class SentinelWatcher:
         for addr, answer in zip(self.sentinels, answers, strict=True):
             if answer == primary:
                 reply = await ask(self._pool, addr, args, self._config.command_timeout)
-                if reply is not None:
+                if reply is not NO_REPLY:
                     return tuple(r for r in parse_replicas(reply, self._remap) if r != primary)
         return ()
 
