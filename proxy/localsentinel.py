@@ -268,3 +268,20 @@ def _linked(addr: str) -> str | None:
     if isinstance(info, bytes) and b"master_link_status:up" in info:
         return None
     return f"{addr}: replication link not up"
+
+
+def rename_group(group: SentinelGroup, name: str) -> None:
+    """Make every sentinel monitor the group's primary as `name` instead (SENTINEL REMOVE,
+    then SENTINEL MONITOR): what a renamed group looks like to slotless."""
+    primary = group.primary
+    host, _, port = primary.rpartition(":")
+    quorum = len(group.sentinels) // 2 + 1
+    for sentinel in group.sentinels:
+        for args in (
+            ("SENTINEL", "REMOVE", group.master_name),
+            ("SENTINEL", "MONITOR", name, host, port, quorum),
+        ):
+            reply = command(sentinel.addr, *args)
+            if isinstance(reply, RedisReplyError):
+                raise RuntimeError(f"{sentinel.addr}: {' '.join(map(str, args))}: {reply}")
+    group.master_name = name

@@ -26,7 +26,6 @@ class WriteLoad:
     acked: list[list[int]] = field(default_factory=list)
     errors: list[tuple[float, str]] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
-    client_ids: list[tuple[int, int]] = field(default_factory=list)  # (before, after)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -41,7 +40,6 @@ class WriteLoad:
 
     def _run(self, n: int) -> None:
         r = client(self.port)
-        before = r.client_id()
         i = 0
         while not self._stop.is_set():
             t0 = time.monotonic()
@@ -55,10 +53,11 @@ class WriteLoad:
                 with self._lock:
                     self.latencies.append(time.monotonic() - t0)
             i += 1
-        after = r.client_id()
-        with self._lock:
-            self.client_ids.append((before, after))
         r.close()
+
+    def reconnects(self) -> int:
+        """Errors that mean the client's connection to slotless broke."""
+        return sum("ConnectionError" in e or "TimeoutError" in e for _, e in self.errors)
 
     def total_acked(self) -> int:
         return sum(len(a) for a in self.acked)

@@ -35,3 +35,10 @@ def admin_port(proxy: ProxyThread) -> int:
     address = proxy.server.admin_address
     assert address is not None
     return address[1]
+
+
+def sessions(proxy: ProxyThread) -> set[tuple[int, str]]:
+    """slotless's client sessions now, as (client id, peer address)."""
+    state = proxy.server.state
+    assert state is not None
+    return {(s.id, s.peer) for s in state.sessions}
