@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="start a local Redis Cluster and a proxy in front of it"
     )
     demo.add_argument("--port", type=int, default=6380, help="proxy port (default: 6380)")
+    demo.add_argument(
+        "--mode",
+        choices=("cluster", "sentinel"),
+        default="cluster",
+        help="cluster (default) or sentinel: a primary, 2 replicas and 3 sentinels",
+    )
     demo.add_argument("--primaries", type=int, default=3, help="primary nodes (default: 3)")
     demo.add_argument("--replicas", type=int, default=1, help="replicas per primary (default: 1)")
     # Its own dest: a subparser default would overwrite "slotless --log-format json demo".
@@ -103,6 +109,7 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         return run_demo(
             port=args.port,
+            mode=args.mode,
             primaries=args.primaries,
             replicas=args.replicas,
             log_format=args.demo_log_format or args.log_format,

@@ -143,8 +143,11 @@ def test_demo_passes_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(["demo"]) == 0
     assert main(["--log-format", "json", "demo", "--port", "7000", "--primaries", "4"]) == 0
     assert main(["demo", "--replicas", "0", "--log-format", "json"]) == 0
+    assert main(["demo", "--mode", "sentinel"]) == 0
+    cluster = {"mode": "cluster"}
     assert calls == [
-        {"port": 6380, "primaries": 3, "replicas": 1, "log_format": None},
-        {"port": 7000, "primaries": 4, "replicas": 1, "log_format": "json"},
-        {"port": 6380, "primaries": 3, "replicas": 0, "log_format": "json"},
+        {**cluster, "port": 6380, "primaries": 3, "replicas": 1, "log_format": None},
+        {**cluster, "port": 7000, "primaries": 4, "replicas": 1, "log_format": "json"},
+        {**cluster, "port": 6380, "primaries": 3, "replicas": 0, "log_format": "json"},
+        {"mode": "sentinel", "port": 6380, "primaries": 3, "replicas": 1, "log_format": None},
     ]
