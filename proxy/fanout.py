@@ -22,6 +22,7 @@ from proxy.scripts import ScriptCache, ScriptLoaded, ScriptRequest, load_request
 from proxy.topology import FutureWaiter
 from proxy.upstream import DISCARD, UpstreamConnection, Waiter
 from routing import replies
+from routing.accel import HOT_PATH
 from routing.fanout import Fanout, Scan, Script, Special, wait_args
 from routing.info import ProxyInfo, merge_info
 from routing.merge import merge_fanout
@@ -287,4 +288,5 @@ class FanoutExecutor:
             slot_map_refreshes=topology.refreshes,
             redirects_absorbed=topology.redirects,
             upstream_errors=state.upstream_errors,
+            hot_path=HOT_PATH,
         )

@@ -35,6 +35,7 @@ class ProxyInfo:
     slot_map_refreshes: int
     redirects_absorbed: int
     upstream_errors: int
+    hot_path: str  # routing.accel.HOT_PATH: "compiled" or "pure"
 
 
 _SUMMED: Final = frozenset(b"memory stats cpu commandstats errorstats keyspace clients".split())
@@ -223,6 +224,7 @@ def _proxy_fields(proxy: ProxyInfo) -> Fields:
     return {
         b"slotless_version": proxy.version.encode(),
         b"mode": proxy.mode.encode(),
+        b"hot_path": proxy.hot_path.encode(),
         b"upstream_nodes": b"%d" % proxy.nodes,
         b"upstream_primaries": b"%d" % proxy.primaries,
         b"upstream_replicas": b"%d" % proxy.replicas,
