@@ -4,13 +4,14 @@
 #   ./dev.sh test [ARGS]   run the test suite (ARGS go to pytest)
 #   ./dev.sh bench [ARGS]  slotless vs. the cluster with redis-benchmark (tests/bench/README.md)
 #   ./dev.sh setup         only ensure the environment
-# Ensuring the environment: .venv (pip install -e '.[test,dev]' again whenever pyproject.toml
-# changes) and redis-server/redis-cli/redis-benchmark (apt-get when root). Quiet when all is there.
+# Ensuring the environment: .venv (pip install -e '.[test,dev]' again whenever pyproject.toml,
+# setup.py or a compiled module's .py/.pxd changes, so that the Cython extensions are never
+# stale) and redis-server/redis-cli/redis-benchmark (apt-get when root). Quiet when all is there.
 set -euo pipefail
 
 cd "$(dirname "$(readlink -f "$0")")"
 VENV=.venv
-STAMP=$VENV/.slotless-pyproject.sha256
+STAMP=$VENV/.slotless-install.sha256
 
 say() { echo "dev.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -60,6 +61,16 @@ create_venv() {
     "$PYTHON" -m venv "$VENV"
 }
 
+# What the install is built from: the build config and each compiled module (every one has a
+# .pxd beside its .py; tests/unit/routing/test_equivalence.py checks), as "hash  path" lines.
+install_inputs() {
+    local pxd
+    sha256sum pyproject.toml setup.py
+    for pxd in routing/*.pxd; do
+        sha256sum "$pxd" "${pxd%.pxd}.py"
+    done
+}
+
 ensure_venv() {
     if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
         PYTHON=$(pick_python)
@@ -68,7 +79,7 @@ ensure_venv() {
         create_venv
     fi
     local want
-    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    want=$(install_inputs | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
         say "installing slotless into $VENV (pip install -e '.[test,dev]')"
         PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -3,6 +3,7 @@
 Only argument handling lives here. A bad config prints its one-line `ConfigError`
 to stderr and exits 2, never with a traceback. The server and the demo are
 imported lazily, so `--check` works without starting (or importing) anything else.
+`--version` and the start-up warning say which hot path runs (routing/accel.py).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from typing import Final
 
 from conf import Config, ConfigError, load_config
+from routing import accel
 
 EXIT_CONFIG_ERROR: Final = 2
 _LEVELS: Final = ("debug", "info", "warning", "error")
@@ -26,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         description="A transparent Redis proxy: one standalone-looking endpoint "
         "in front of a Redis Cluster or a single Redis.",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--config", metavar="FILE", help="run the proxy with this YAML config")
     source.add_argument("--check", metavar="FILE", help="validate a YAML config and exit")
@@ -46,6 +50,28 @@ def _parser() -> argparse.ArgumentParser:
     # Its own dest: a subparser default would overwrite "slotless --log-format json demo".
     demo.add_argument("--log-format", choices=_FORMATS, dest="demo_log_format")
     return parser
+
+
+def version_text() -> str:
+    """`slotless 0.1.0 (hot path: compiled)`: what `--version` prints."""
+    try:
+        version = metadata.version("slotless")
+    except metadata.PackageNotFoundError:
+        version = "0.0.0"
+    return f"slotless {version} (hot path: {accel.HOT_PATH})"
+
+
+def warn_if_not_compiled() -> None:
+    """One warning at start when the extension is not built (none for SLOTLESS_PURE=1)."""
+    if accel.NOT_BUILT:
+        import structlog
+
+        structlog.get_logger("slotless").warning(
+            "hot_path_not_compiled",
+            hot_path=accel.HOT_PATH,
+            reason=accel.HOT_PATH_REASON,
+            fix="pip install again with gcc and the Python headers (python3-dev) present",
+        )
 
 
 def _add_log_options(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +114,7 @@ def _run(path: str, log_level: str | None, log_format: str | None) -> int:
     from proxy.server import run
 
     configure_logging(config.log)
+    warn_if_not_compiled()
     try:
         return run(config)
     except KeyboardInterrupt:
@@ -106,6 +133,7 @@ def _with_log_overrides(config: Config, level: str | None, fmt: str | None) -> C
 def _demo(args: argparse.Namespace) -> int:
     from proxy.demo import run_demo
 
+    warn_if_not_compiled()
     try:
         return run_demo(
             port=args.port,

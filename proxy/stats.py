@@ -8,7 +8,6 @@ measured for every batch while the slow log is on.
 
 from __future__ import annotations
 
-import importlib
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Final, Protocol, TypedDict
 
 import structlog
 
+from routing.accel import HOT_PATH
 from routing.commands import CommandTable
 
 if TYPE_CHECKING:
@@ -235,12 +235,7 @@ def _commands(stats: Stats, table: CommandTable) -> dict[str, tuple[int, int, in
 
 def hot_path() -> str:
     """Which per-request path runs: "compiled" (routing/accel.py's extension) or "pure"."""
-    try:
-        accel = importlib.import_module("routing.accel")
-    except ImportError:
-        return "pure"
-    path = getattr(accel, "HOT_PATH", "pure")
-    return path if path in ("compiled", "pure") else "pure"
+    return HOT_PATH
 
 
 class ProxyFigures(TypedDict):

@@ -36,7 +36,7 @@ class ProxyInfo:
     redirects_absorbed: int
     upstream_errors: int
     # issue 14: the figures /metrics shows (proxy/stats.py Figures), INFO's way.
-    hot_path: str = "pure"
+    hot_path: str = "pure"  # routing.accel.HOT_PATH: "compiled" or "pure"
     total_connections_received: int = 0
     rejected_connections: int = 0
     total_commands_processed: int = 0
@@ -241,6 +241,7 @@ def _proxy_fields(proxy: ProxyInfo) -> Fields:
     return {
         b"slotless_version": proxy.version.encode(),
         b"mode": proxy.mode.encode(),
+        b"hot_path": proxy.hot_path.encode(),
         b"upstream_nodes": b"%d" % proxy.nodes,
         b"upstream_primaries": b"%d" % proxy.primaries,
         b"upstream_replicas": b"%d" % proxy.replicas,
@@ -248,7 +249,6 @@ def _proxy_fields(proxy: ProxyInfo) -> Fields:
         b"slot_map_refreshes": b"%d" % proxy.slot_map_refreshes,
         b"redirects_absorbed": b"%d" % proxy.redirects_absorbed,
         b"upstream_errors": b"%d" % proxy.upstream_errors,
-        b"hot_path": proxy.hot_path.encode(),
         b"total_connections_received": b"%d" % proxy.total_connections_received,
         b"rejected_connections": b"%d" % proxy.rejected_connections,
         b"total_commands_processed": b"%d" % proxy.total_commands_processed,

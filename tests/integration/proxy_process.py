@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -16,16 +17,21 @@ from tests.waiting import wait_until
 
 
 @contextmanager
-def slotless_process(tmp_path: Path, body: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """Start slotless with `body` (YAML without `listen`) on a free port; wait until it
-    answers PING; yield (process, port). Its output goes to tmp_path/"log". On exit the
-    process gets SIGTERM if still running, then SIGKILL after 10 s."""
+def slotless_process(
+    tmp_path: Path, body: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Start slotless with `body` (YAML without `listen`) on a free port, with `env` added to
+    the environment; wait until it answers PING; yield (process, port). Its output goes to
+    tmp_path/"log". On exit the process gets SIGTERM if still running, then SIGKILL after 10 s."""
     port = pick_ports(1)[0]
     config = tmp_path / "slotless.yaml"
     config.write_text(f'listen: "127.0.0.1:{port}"\n{body}')
     with (tmp_path / "log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "--config", str(config)], stdout=log, stderr=log
+            [sys.executable, "-m", "proxy", "--config", str(config)],
+            stdout=log,
+            stderr=log,
+            env={**os.environ, **(env or {})},
         )
     try:
 

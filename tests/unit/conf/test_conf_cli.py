@@ -6,13 +6,16 @@ import os
 import subprocess
 import sys
 import types
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from conf import Config, LogConfig
 from proxy.cli import main
+from routing import accel
 
 ROOT = Path(__file__).resolve().parents[3]
 GOOD = """\
@@ -74,12 +77,13 @@ def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     )
 
 
-def _python_m_proxy(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _python_m_proxy(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "proxy", *args],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
@@ -151,3 +155,49 @@ def test_demo_passes_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
         {**cluster, "port": 6380, "primaries": 3, "replicas": 0, "log_format": "json"},
         {"mode": "sentinel", "port": 6380, "primaries": 3, "replicas": 1, "log_format": None},
     ]
+
+
+# --- which hot path runs (issue 13) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("hot_path", ["compiled", "pure"])
+def test_version_says_the_hot_path(
+    hot_path: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(accel, "HOT_PATH", hot_path)
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    version = metadata.version("slotless")
+    assert capsys.readouterr().out == f"slotless {version} (hot path: {hot_path})\n"
+
+
+def test_python_m_proxy_version_with_slotless_pure() -> None:
+    result = _python_m_proxy("--version", env={"SLOTLESS_PURE": "1"})
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.endswith(" (hot path: pure)\n")
+
+
+@pytest.mark.parametrize(
+    ("not_built", "warnings"), [(True, 1), (False, 0)], ids=["not-built", "compiled-or-disabled"]
+)
+def test_one_warning_at_start_only_when_not_built(
+    not_built: bool, warnings: int, good: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(accel, "NOT_BUILT", not_built)
+    monkeypatch.setattr(accel, "HOT_PATH_REASON", "extension not built (routing.route)")
+    monkeypatch.setattr("proxy.logs.configure_logging", lambda cfg: None)
+    _fake_module(monkeypatch, "proxy.server", run=lambda config: 0)
+    _fake_module(monkeypatch, "proxy.demo", run_demo=lambda **kwargs: 0)
+    for argv in (["--config", str(good)], ["demo"]):
+        with structlog.testing.capture_logs() as logs:
+            assert main(argv) == 0
+        assert [e for e in logs if e["log_level"] == "warning"] == [
+            {
+                "event": "hot_path_not_compiled",
+                "log_level": "warning",
+                "hot_path": accel.HOT_PATH,
+                "reason": "extension not built (routing.route)",
+                "fix": "pip install again with gcc and the Python headers (python3-dev) present",
+            }
+        ][:warnings]

@@ -18,6 +18,7 @@ PROXY = ProxyInfo(
     slot_map_refreshes=4,
     redirects_absorbed=2,
     upstream_errors=1,
+    hot_path="compiled",
 )
 
 
@@ -85,6 +86,7 @@ def test_one_standalone_report() -> None:
     assert info[b"keyspace"] == {b"db0": b"keys=40,expires=8,avg_ttl=1750"}
     assert info[b"proxy"][b"redirects_absorbed"] == b"2"
     assert info[b"proxy"][b"upstream_primaries"] == b"3"
+    assert info[b"proxy"][b"hot_path"] == b"compiled"
 
 
 def test_sections_and_format() -> None:

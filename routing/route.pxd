@@ -1,0 +1,26 @@
+# Cython declarations for routing/route.py (pure-Python mode: the .py is the source).
+# Only what measurably pays: C integers for positions and counts that are bounded by
+# construction (buffer sizes, argument counts), exact builtin types where the module itself
+# makes the object. Lengths read from the wire stay Python ints, so that a reply claiming a
+# 2**70-byte bulk behaves as in the pure module (no OverflowError). Declared `bytes`/`list`
+# arguments reject other types, which no caller passes (tests/unit/routing/test_equivalence.py).
+import cython
+
+@cython.locals(direct=dict, headers=tuple, nodes=dict, pieces_of=dict, layout=list,
+               pieces=list, part=cython.Py_ssize_t, index=cython.Py_ssize_t,
+               count=cython.Py_ssize_t, argc=cython.Py_ssize_t, position=cython.Py_ssize_t,
+               arity=cython.Py_ssize_t)
+cpdef route_batch(requests, Py_ssize_t start, router, owners, any_node, read_node=*)
+
+@cython.locals(first=cython.Py_ssize_t, offset=cython.Py_ssize_t, nodes=dict, pieces_of=dict)
+cpdef _add_split(routed, split, owners)
+
+@cython.locals(layout=list, out=list, first=cython.Py_ssize_t)
+cpdef assemble(routed, list raws, resp3)
+
+@cython.locals(lengths=dict, pos=cython.Py_ssize_t, size=cython.Py_ssize_t,
+               newline=cython.Py_ssize_t, kind=cython.int)
+cpdef tuple frame_replies(bytes buf, list ends)
+
+@cython.locals(newline=cython.Py_ssize_t)
+cpdef _reply_end(bytes buf, Py_ssize_t pos, Py_ssize_t size)
