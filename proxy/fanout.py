@@ -20,8 +20,7 @@ from proxy.contracts import ServerContext
 from proxy.dispatch import ReplySink, Request
 from proxy.scripts import ScriptCache, ScriptLoaded, ScriptRequest, load_request
 from proxy.stats import Figures, proxy_figures
-from proxy.topology import FutureWaiter
-from proxy.upstream import DISCARD, UpstreamConnection, Waiter
+from proxy.upstream import DISCARD, FutureWaiter, UpstreamConnection, Waiter
 from routing import replies
 from routing.fanout import Fanout, Scan, Script, Special, wait_args
 from routing.info import ProxyInfo, merge_info

@@ -18,7 +18,7 @@ import structlog
 
 from conf import UpstreamConfig
 from proxy.pool import UpstreamPool
-from proxy.upstream import UpstreamConnection
+from proxy.upstream import FutureWaiter
 from routing.resp import ErrorReply, is_error, pack_command, parse_reply
 from routing.sentinel import (
     EVENTS,
@@ -53,17 +53,6 @@ class PrimarySink(Protocol):
     def primary(self) -> str | None: ...
 
 
-class _Waiter:
-    __slots__ = ("future",)
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.future: asyncio.Future[bytes] = loop.create_future()
-
-    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
-        if not self.future.done():
-            self.future.set_result(raw)
-
-
 class _NoReply:
     """ask()'s failure: distinct from None, which is a nil reply (an unknown master)."""
 
@@ -74,7 +63,7 @@ NO_REPLY = _NoReply()
 async def ask(pool: UpstreamPool, addr: str, args: list[bytes], limit: float) -> object:
     """One request on `pool`'s shared connection to `addr`: the parsed reply, NO_REPLY on
     failure (no connection, a timeout, an error reply)."""
-    waiter = _Waiter(asyncio.get_running_loop())
+    waiter = FutureWaiter(asyncio.get_running_loop())
     pool.get(addr).send(pack_command(args), waiter)
     try:
         async with asyncio.timeout(limit):

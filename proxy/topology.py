@@ -19,7 +19,7 @@ import structlog
 from conf import Config
 from proxy.pool import UpstreamPool
 from proxy.sentinel import SentinelWatcher
-from proxy.upstream import UpstreamConnection
+from proxy.upstream import FutureWaiter
 from routing import replies
 from routing.commands import CommandTable, parse_command_reply
 from routing.plan import Router
@@ -27,19 +27,6 @@ from routing.resp import ErrorReply, is_error, pack_command, parse_reply
 from routing.slotmap import SlotMap, distinct, parse_addr
 
 log = structlog.get_logger("slotless.topology")
-
-
-class FutureWaiter:
-    """Bridges a pipelined reply to a coroutine."""
-
-    __slots__ = ("future",)
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.future: asyncio.Future[bytes] = loop.create_future()
-
-    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
-        if not self.future.done():
-            self.future.set_result(raw)
 
 
 def bundled_command_table() -> CommandTable:

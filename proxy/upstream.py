@@ -338,3 +338,16 @@ class UpstreamConnection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         return not self.pending
+
+
+class FutureWaiter:
+    """Bridges a pipelined reply to a coroutine (topology, fan-outs, sentinel queries)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.future: asyncio.Future[bytes] = loop.create_future()
+
+    def on_reply(self, raw: bytes, conn: UpstreamConnection) -> None:
+        if not self.future.done():
+            self.future.set_result(raw)
