@@ -205,7 +205,7 @@ class Dispatcher:
 
     def on_batch_timed(self, parent: Fragments) -> None:
         routed = parent.routed
-        nodes = [node for node in routed.nodes if node is not None]
+        nodes = [node for node in routed.by_node() if node is not None]
         node = nodes[0] if len(nodes) == 1 else ",".join(sorted(nodes)) or "-"
         name = routed.requests[routed.start][0] if routed.requests_count() else b""
         seconds = self._loop.time() - parent.t0
@@ -237,26 +237,27 @@ class Dispatcher:
         """Send what route_batch decided. The entry that collects the replies is queued
         (`enqueue`) before anything is sent: a reply may come back at once (a closed
         connection, no slot map)."""
-        nodes = routed.nodes
         first = self.pool.first[session.resp3]
         countdown = self._countdown - 1  # the latency sample: one batch in sample_every
         self._countdown = countdown or self.stats.sample_every
-        if routed.count == 1 and routed.filled is None and routed.layout is None:
+        raw = routed.raw
+        if raw is not None:
             # One request (request/response clients): a plain Request is its own waiter.
-            for node, pieces in routed.pieces.items():
-                raw = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                if countdown:
-                    request = Request(self, session, raw, routed.slot)
-                else:
-                    request = TimedRequest(self, session, raw, routed.slot)
-                    request.t0 = self._loop.time()
-                enqueue(request)
-                conn = first.get(node) if node is not None else None
-                if conn is None or conn.closed:
-                    self.send_to(request, node)
-                else:
-                    conn.send(raw, request)
-                return
+            if countdown:
+                request = Request(self, session, raw, routed.slot)
+            else:
+                request = TimedRequest(self, session, raw, routed.slot)
+                request.t0 = self._loop.time()
+            enqueue(request)
+            node = routed.node
+            conn = first.get(node) if node is not None else None
+            if conn is None or conn.closed:
+                self.send_to(request, node)
+            else:
+                conn.send(raw, request)
+            return
+        nodes, pieces_of = routed.nodes, routed.pieces
+        assert nodes is not None and pieces_of is not None  # (no `raw`: the dict shape)
         parent = Fragments(session, routed)
         if not countdown:
             parent.timer = self
@@ -272,7 +273,7 @@ class Dispatcher:
                     packed, slot = routed.part(index, router)
                     self.send_to(Part(self, parent, index, packed, slot), node)
                 continue
-            pieces = routed.pieces[node]
+            pieces = pieces_of[node]
             raw = pieces[0] if len(pieces) == 1 else b"".join(pieces)
             conn.send_batch(raw, Batch(parent, indices, self._part_error))
         if not parent.remaining and parent.reply is None:  # every part answered here

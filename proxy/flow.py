@@ -13,7 +13,7 @@ from routing.resp import Args
 
 
 class FlowControl:
-    __slots__ = ("_backlog", "_transport", "limit", "reading_paused", "writing_paused")
+    __slots__ = ("_backlog", "_transport", "holding", "limit", "reading_paused", "writing_paused")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -21,14 +21,12 @@ class FlowControl:
         self.writing_paused = False
         self._transport: asyncio.Transport | None = None
         self._backlog: list[Args] | None = None  # read but not yet served
+        # Requests wait for room (a backlog is held): new reads queue behind them. A plain
+        # attribute, not a property: the session reads it once per read.
+        self.holding = False
 
     def attach(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-
-    @property
-    def holding(self) -> bool:
-        """Requests wait for room: new reads queue behind them."""
-        return self._backlog is not None
 
     def hold(self, requests: list[Args]) -> None:
         assert self._backlog is not None
@@ -40,11 +38,13 @@ class FlowControl:
         if len(requests) <= room:
             return requests
         self._backlog = requests[room:]
+        self.holding = True
         self.pause_reading()
         return requests[:room]
 
     def take_backlog(self) -> list[Args] | None:
         backlog, self._backlog = self._backlog, None
+        self.holding = False
         return backlog
 
     def resumable(self, owed: int) -> bool:

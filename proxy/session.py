@@ -12,7 +12,6 @@ import asyncio
 import socket
 from collections import deque
 from collections.abc import Callable, Sequence
-from operator import itemgetter
 from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
@@ -28,14 +27,12 @@ from routing.client import ClientState
 from routing.fanout import Special
 from routing.plan import Local, Plan
 from routing.resp import Args
-from routing.route import route_batch
+from routing.route import count_names, route_batch
 
 if TYPE_CHECKING:
     from proxy.local import SessionContext
 
 log = structlog.get_logger("slotless.session")
-
-_NAME = itemgetter(0)
 
 
 class Entry(Protocol):
@@ -124,12 +121,7 @@ class ClientSession(asyncio.Protocol):
         self.last_active = self._loop.time()
         self.rx_bytes += len(data)
         requests = self._reader.feed(data)
-        commands = self._commands
-        if len(requests) == 1:  # request/response clients: Counter.update costs 3x this
-            commands[requests[0][0]] += 1
-        else:
-            commands.update(map(_NAME, requests))  # one C-level pass, not a call per request
-        if len(commands) > MAX_NAMES:
+        if count_names(requests, self._commands) > MAX_NAMES:
             self._state.dispatcher.stats.fold(self._state.topology.table)
         if self._flow.holding:
             self._flow.hold(requests)

@@ -6,14 +6,20 @@
 # arguments reject other types, which no caller passes (tests/unit/routing/test_equivalence.py).
 import cython
 
-@cython.locals(direct=dict, headers=tuple, nodes=dict, pieces_of=dict, layout=list,
-               pieces=list, part=cython.Py_ssize_t, index=cython.Py_ssize_t,
-               count=cython.Py_ssize_t, argc=cython.Py_ssize_t, position=cython.Py_ssize_t,
-               arity=cython.Py_ssize_t)
+cdef class Routed:
+    cdef public object requests, filled, layout, plan, node, raw
+    cdef public Py_ssize_t start, stop, count, slot
+    cdef public dict nodes, pieces
+
+@cython.locals(routed=Routed, direct=dict, headers=tuple, nodes=dict, pieces_of=dict,
+               layout=list, pieces=list, part=cython.Py_ssize_t, index=cython.Py_ssize_t,
+               count=cython.Py_ssize_t, argc=cython.Py_ssize_t, slot=cython.Py_ssize_t)
 cpdef route_batch(requests, Py_ssize_t start, router, owners, any_node, read_node=*)
 
-@cython.locals(first=cython.Py_ssize_t, offset=cython.Py_ssize_t, nodes=dict, pieces_of=dict)
-cpdef _add_split(routed, split, owners)
+@cython.locals(first=cython.Py_ssize_t, offset=cython.Py_ssize_t)
+cdef _add_split(Routed routed, split, owners, dict nodes, dict pieces_of)
+
+cpdef Py_ssize_t count_names(list requests, dict counts) except -1
 
 @cython.locals(layout=list, out=list, first=cython.Py_ssize_t)
 cpdef assemble(routed, list raws, resp3)
@@ -24,3 +30,8 @@ cpdef tuple frame_replies(bytes buf, list ends)
 
 @cython.locals(newline=cython.Py_ssize_t)
 cpdef _reply_end(bytes buf, Py_ssize_t pos, Py_ssize_t size)
+
+@cython.locals(position=cython.Py_ssize_t, arity=cython.Py_ssize_t, argc=cython.Py_ssize_t)
+cdef Py_ssize_t _direct_slot(args, dict direct) except? -3
+
+cdef _direct_node(Py_ssize_t slot, args, reads, owners, any_node, read_node)

@@ -26,15 +26,17 @@ class Routed:
     """What `route_batch` decided for requests[start:stop] of one read.
 
     Parts are the upstream requests, numbered in request order. `nodes[node]` lists the
-    parts sent to `node`, in the order of `pieces[node]`, which join into one write.
+    parts sent to `node`, in the order of `pieces[node]`, which join into one write. A
+    batch of one request sent as it is (request/response clients) has `raw` (its packed
+    bytes) and `node` instead, and no dicts; `by_node()` and `packed()` read either shape.
     `filled`: parts answered here (PING, arity errors), never sent. `layout`: one Step per
     client request; None when client reply i is part i (no split: the usual case). `slot`:
     the slot of the last part (a one-request batch's, without a lookup).
     """
 
     __slots__ = (
-        "count", "filled", "layout", "nodes", "pieces", "plan", "requests", "slot", "start",
-        "stop",
+        "count", "filled", "layout", "node", "nodes", "pieces", "plan", "raw", "requests",
+        "slot", "start", "stop",
     )  # fmt: skip
 
     def __init__(self, requests: Sequence[Args], start: int) -> None:
@@ -43,11 +45,13 @@ class Routed:
         self.stop = start
         self.count = 0
         self.slot = ANY_NODE
-        self.nodes: dict[Node, list[int]] = {}
-        self.pieces: dict[Node, list[bytes]] = {}
+        self.nodes: dict[Node, list[int]] | None = None
+        self.pieces: dict[Node, list[bytes]] | None = None
         self.filled: list[tuple[int, bytes]] | None = None
         self.layout: list[Step] | None = None
         self.plan: Plan | None = None  # the plan of requests[stop], when the batch stopped there
+        self.raw: bytes | None = None
+        self.node: Node = None
 
     def part(self, index: int, router: Router) -> tuple[bytes, int]:
         """Part `index` as sent (packed) and its slot, for a resend after a redirect or a
@@ -70,9 +74,58 @@ class Routed:
         slot = router.plan(args)
         return pack_command(args), slot if type(slot) is int else ANY_NODE
 
+    def by_node(self) -> dict[Node, list[int]]:
+        """The parts sent to each node, in order (either shape)."""
+        if self.raw is not None:
+            return {self.node: [0]}
+        return self.nodes or {}
+
+    def packed(self) -> dict[Node, bytes]:
+        """The bytes each node gets, in one write (either shape)."""
+        if self.raw is not None:
+            return {self.node: self.raw}
+        return {node: b"".join(pieces) for node, pieces in (self.pieces or {}).items()}
+
     def requests_count(self) -> int:
         """How many client requests (and replies) this batch covers."""
         return self.stop - self.start
+
+
+_NOT_DIRECT: Final = -2  # _direct_slot: Router.direct does not route it (or wrong arity)
+
+
+def _direct_slot(args: Args, direct: dict[bytes, tuple[int, int]]) -> int:
+    """The slot of a request that Router.direct routes (ANY_NODE: a keyless one), or
+    _NOT_DIRECT: not listed there, or the wrong arity (plan() words that error)."""
+    route = direct.get(args[0])
+    if route is None:
+        return _NOT_DIRECT
+    position, arity = route
+    if not position:
+        return ANY_NODE
+    argc = len(args)
+    if argc == arity or (arity < 0 and argc >= -arity):
+        key = args[position]
+        # key_hash_slot, inlined for keys without a "{" (123): once per request.
+        return key_hash_slot(key) if 123 in key else crc_hqx(key, 0) & 16383
+    return _NOT_DIRECT
+
+
+def _direct_node(
+    slot: int,
+    args: Args,
+    reads: frozenset[bytes],
+    owners: Sequence[Node] | None,
+    any_node: Callable[[], Node],
+    read_node: Callable[[int], Node] | None,
+) -> Node:
+    """Where a request _direct_slot routed goes (route_batch's arguments)."""
+    if slot == ANY_NODE:
+        return any_node()  # forwarded as it is (standalone)
+    node = owners[slot] if owners is not None else None
+    if read_node is not None and args[0] in reads:
+        return read_node(slot)
+    return node
 
 
 def route_batch(
@@ -92,33 +145,35 @@ def route_batch(
     routed = Routed(requests, start)
     direct = router.direct
     reads = router.reads
+    count = len(requests)
+    if count - start == 1:  # one request: no pieces to join, the dispatcher takes it whole
+        args = requests[start]
+        slot = _direct_slot(args, direct)
+        if slot != _NOT_DIRECT:
+            node = _direct_node(slot, args, reads, owners, any_node, read_node)
+            raw = pack_command(args)
+            routed.raw = raw
+            routed.node = node
+            routed.stop = start + 1
+            routed.count = 1
+            routed.slot = slot
+            return routed
     headers = BULK_HEADERS
-    nodes = routed.nodes
-    pieces_of = routed.pieces
+    nodes: dict[Node, list[int]] = {}
+    pieces_of: dict[Node, list[bytes]] = {}
+    routed.nodes = nodes
+    routed.pieces = pieces_of
     layout: list[Step] | None = None
     part = 0  # the next part's number
     slot = ANY_NODE
     index = start
-    count = len(requests)
     while index < count:
         args = requests[index]
         argc = len(args)
-        route = direct.get(args[0])
-        if route is not None:
-            position, arity = route
-            if not position:
-                node = any_node()  # forwarded as it is (standalone)
-                slot = ANY_NODE
-            elif argc == arity or (arity < 0 and argc >= -arity):
-                key = args[position]
-                # key_hash_slot, inlined for keys without a "{" (123): once per request.
-                slot = key_hash_slot(key) if 123 in key else crc_hqx(key, 0) & 16383
-                node = owners[slot] if owners is not None else None
-                if read_node is not None and args[0] in reads:
-                    node = read_node(slot)
-            else:
-                route = None  # wrong arity: plan() words the error
-        if route is None:
+        slot = _direct_slot(args, direct)
+        if slot != _NOT_DIRECT:
+            node = _direct_node(slot, args, reads, owners, any_node, read_node)
+        else:
             plan = router.plan(args)
             kind = type(plan)
             if kind is int:
@@ -132,7 +187,7 @@ def route_batch(
                 if kind is Reply:
                     _fill(routed, plan.raw)  # type: ignore[union-attr]
                 else:
-                    _add_split(routed, plan, owners)  # type: ignore[arg-type]
+                    _add_split(routed, plan, owners, nodes, pieces_of)  # type: ignore[arg-type]
                 part = routed.count
                 layout = routed.layout
                 index += 1
@@ -187,13 +242,17 @@ def _fill(routed: Routed, raw: bytes) -> None:
         routed.layout.append(part)
 
 
-def _add_split(routed: Routed, split: Split, owners: Sequence[Node] | None) -> None:
+def _add_split(
+    routed: Routed,
+    split: Split,
+    owners: Sequence[Node] | None,
+    nodes: dict[Node, list[int]],
+    pieces_of: dict[Node, list[bytes]],
+) -> None:
     first = routed.count
     if routed.layout is None:
         routed.layout = list(range(first))  # the batch so far: one part per request
     routed.layout.append((first, split))
-    nodes = routed.nodes
-    pieces_of = routed.pieces
     for offset, slot in enumerate(split.slots):
         node = owners[slot] if owners is not None else None
         raw = split.requests[offset]
@@ -205,6 +264,16 @@ def _add_split(routed: Routed, split: Split, owners: Sequence[Node] | None) -> N
             indices.append(first + offset)
             pieces_of[node].append(raw)
     routed.count = first + len(split.slots)
+
+
+def count_names(requests: Sequence[Args], counts: dict[bytes, int]) -> int:
+    """Count each request under its raw command name (args[0], any case) in `counts`, and
+    return how many names there are: the caller bounds them (proxy/stats.py folds them
+    into the table's names). Once per client read: the per-command metrics' whole cost."""
+    for args in requests:
+        name = args[0]
+        counts[name] = counts.get(name, 0) + 1
+    return len(counts)
 
 
 def assemble(routed: Routed, raws: list[bytes], resp3: bool) -> bytes:

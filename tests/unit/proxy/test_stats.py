@@ -16,6 +16,7 @@ from proxy.stats import (
     command_label,
 )
 from proxy.topology import bundled_command_table
+from routing.route import count_names
 
 TABLE = bundled_command_table()
 
@@ -31,10 +32,11 @@ def test_labels_come_from_the_table(name: bytes, label: str, group: str) -> None
 
 def test_fold_bounds_the_names() -> None:
     stats = Stats()
-    for i in range(MAX_NAMES + 10):
-        stats.commands[b"junk%d" % i] += 1
-    stats.commands[b"GET"] += 2
-    stats.commands[b"get"] += 1
+    junk = [[b"junk%d" % i] for i in range(MAX_NAMES + 10)]
+    assert count_names(junk, stats.commands) == MAX_NAMES + 10
+    assert count_names([[b"GET", b"k"], [b"get", b"k"], [b"GET", b"j"]], stats.commands) == (
+        MAX_NAMES + 12
+    )
     stats.errors[b"Get"] += 1
     stats.fold(TABLE)
     assert stats.commands == {b"unknown": MAX_NAMES + 10, b"get": 3}

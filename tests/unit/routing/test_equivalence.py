@@ -234,7 +234,10 @@ def routed_state(routed: Any) -> tuple[Any, ...]:
         routed.slot,
         routed.nodes,
         routed.pieces,
-        {node: b"".join(pieces) for node, pieces in routed.pieces.items()},
+        routed.node,
+        routed.raw,
+        routed.by_node(),
+        routed.packed(),
         routed.filled,
         routed.layout,
         routed.plan,
@@ -309,6 +312,17 @@ def test_route_batch_and_assemble_agree(
             )
 
 
+@needs_compiled
+@EQUIVALENCE
+@given(batches, st.dictionaries(st.sampled_from([b"GET", b"get", b"SET"]), st.integers(0, 9)))
+def test_count_names_agrees(batch: list[list[bytes]], seen: dict[bytes, int]) -> None:
+    py, c = both("routing.route")
+    py_counts, c_counts = dict(seen), dict(seen)
+    assert py.count_names(batch, py_counts) == c.count_names(batch, c_counts)
+    assert py_counts == c_counts
+    assert sum(py_counts.values()) == sum(seen.values()) + len(batch)
+
+
 def test_the_batches_cover_every_outcome() -> None:
     """The request strategy reaches each kind of plan (a guard against a weak strategy)."""
     seen: set[str] = set()
@@ -332,9 +346,11 @@ def test_the_batches_cover_every_outcome() -> None:
                 seen.add(type(routed.plan).__name__)
             if routed.nodes:
                 seen.add("sent")
+            if routed.raw is not None:
+                seen.add("single")
 
     collect()
-    assert {"Split", "filled", "Local", "sent"} <= seen, seen
+    assert {"Split", "filled", "Local", "sent", "single"} <= seen, seen
     assert seen & {"Fanout", "Scan", "Script"}, seen
 
 

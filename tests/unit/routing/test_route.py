@@ -38,11 +38,12 @@ def cluster() -> Router:
 def sent(routed: Routed) -> dict[str | None, list[list[bytes]]]:
     """What each node gets, parsed back into requests."""
     out = {}
-    for node, pieces in routed.pieces.items():
-        parsed = parse_requests(b"".join(pieces), RequestLimits())
+    by_node = routed.by_node()
+    for node, raw in routed.packed().items():
+        parsed = parse_requests(raw, RequestLimits())
         assert parsed.error is None
         out[node] = parsed.requests
-        assert len(parsed.requests) == len(routed.nodes[node])
+        assert len(parsed.requests) == len(by_node[node])
     return out
 
 
@@ -61,7 +62,7 @@ def test_single_key_requests_go_to_their_slots_owner_in_order() -> None:
     assert routed.stop == len(requests) and routed.plan is None
     assert routed.layout is None and routed.filled is None
     by_node = sent(routed)
-    for node, indices in routed.nodes.items():
+    for node, indices in routed.by_node().items():
         assert by_node[node] == [requests[i] for i in indices]
         for i in indices:
             assert OWNERS[key_hash_slot(requests[i][1])] == node
@@ -106,7 +107,7 @@ def test_keyless_commands_go_to_the_node_the_caller_picked() -> None:
 
 def test_no_slot_map_sends_to_nobody() -> None:
     routed = route_batch([[b"GET", b"a"], [b"MGET", b"a", b"b"]], 0, cluster(), None, lambda: None)
-    assert set(routed.nodes) == {None}
+    assert set(routed.by_node()) == {None}
     assert routed.stop == 2
 
 
@@ -177,7 +178,7 @@ def answer_parts(routed: Routed, store: dict[bytes, bytes]) -> list[bytes]:
     for index, raw in routed.filled or ():
         raws[index] = raw
     for node, requests in sent(routed).items():
-        for index, args in zip(routed.nodes[node], requests, strict=True):
+        for index, args in zip(routed.by_node()[node], requests, strict=True):
             raws[index] = execute(args, store)
     return raws
 
@@ -221,7 +222,7 @@ def test_a_whole_pipeline_routes_every_request_once(requests: list[list[bytes]])
     routed = route_batch(requests, 0, cluster(), OWNERS, lambda: "n1")
     assert routed.stop == len(requests)
     assert routed.requests_count() == len(requests)
-    sent_parts = sorted(i for indices in routed.nodes.values() for i in indices)
+    sent_parts = sorted(i for indices in routed.by_node().values() for i in indices)
     filled = sorted(i for i, _ in routed.filled or ())
     assert sorted(sent_parts + filled) == list(range(routed.count))  # each part once
     # Reads only: any order of nodes gives the standalone replies.
