@@ -172,6 +172,65 @@ def _parse_bulk(
     return bytes(buf[start : start + size]), after
 
 
+def scan_requests(buf: bytes, out: list[Args], max_bulk: int, max_count: int) -> int:
+    """The complete, plainly framed requests at the start of `buf`, appended to `out`.
+
+    Plainly framed: `*<count>` with 0 < count < 100000, then `count` arguments
+    `$<length>\\r\\n<bytes>\\r\\n`, every number in canonical digits (no sign, no leading 0)
+    and within the limits. That is all a client library sends, and on it Redis's parser
+    and this scan agree by construction. Returns where the scan stopped: len(buf) when
+    every byte was taken, else the start of the first request it did not take (one that
+    is incomplete, or framed any other way), which RequestReader's exact path reads.
+    """
+    end = len(buf)
+    pos = 0
+    while pos < end:
+        start = pos
+        if buf[pos] != 42 or pos + 1 >= end or buf[pos + 1] == 48:  # '*', no leading '0'
+            return start
+        pos += 1
+        count = 0
+        digits = 0
+        while pos < end and buf[pos] != 13:
+            c = buf[pos]
+            if c < 48 or c > 57 or digits == 5:
+                return start
+            count = count * 10 + c - 48
+            digits += 1
+            pos += 1
+        if digits == 0 or count > max_count or pos + 1 >= end or buf[pos + 1] != 10:
+            return start
+        pos += 2
+        args: Args = []
+        for _ in range(count):
+            if (
+                pos + 1 >= end
+                or buf[pos] != 36
+                or (buf[pos + 1] == 48 and pos + 2 < end and buf[pos + 2] != 13)
+            ):
+                return start
+            pos += 1
+            size = 0
+            digits = 0
+            while pos < end and buf[pos] != 13:
+                c = buf[pos]
+                if c < 48 or c > 57 or digits == 10:
+                    return start
+                size = size * 10 + c - 48
+                digits += 1
+                pos += 1
+            if digits == 0 or size > max_bulk or pos + 1 >= end or buf[pos + 1] != 10:
+                return start
+            pos += 2
+            after = pos + size
+            if after + 1 >= end or buf[after] != 13 or buf[after + 1] != 10:
+                return start
+            args.append(buf[pos:after])
+            pos = after + 2
+        out.append(args)
+    return pos
+
+
 class RequestParser:
     """Redis's request parser, resumable across reads, in time linear in the bytes read.
 

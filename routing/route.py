@@ -340,6 +340,36 @@ def frame_replies(buf: bytes, ends: list[int]) -> tuple[int, str | None]:
     return 0, None
 
 
+def fill_parts(
+    buf: bytes,
+    ends: list[int],
+    first: int,
+    pos: int,
+    raws: list[bytes],
+    indices: list[int],
+    done: int,
+) -> int:
+    """Hand replies to one batch of parts: the reply ending at ends[first] (it begins at
+    `pos`), and those after it, go to raws[indices[done]], raws[indices[done + 1]] ...,
+    until the batch has all of its replies or the next reply is an error (its redirect or
+    retry is the caller's). Returns how many replies it took. With frame_replies, this is
+    the whole per-reply work of a pipelined or split request.
+    """
+    count = 0
+    wanted = len(indices) - done
+    available = len(ends) - first
+    if available < wanted:
+        wanted = available
+    while count < wanted:
+        if buf[pos] == 45:  # '-'
+            break
+        end = ends[first + count]
+        raws[indices[done + count]] = buf[pos:end]
+        pos = end
+        count += 1
+    return count
+
+
 def _reply_end(buf: bytes, pos: int, size: int) -> int:
     """reply_end for what frame_replies does not frame inline: arrays of bulk strings (MGET,
     LRANGE ...) without the general loop, anything else through it."""
