@@ -186,42 +186,18 @@ def scan_requests(buf: bytes, out: list[Args], max_bulk: int, max_count: int) ->
     pos = 0
     while pos < end:
         start = pos
-        if buf[pos] != 42 or pos + 1 >= end or buf[pos + 1] == 48:  # '*', no leading '0'
+        if buf[pos] != 42:  # '*'
             return start
-        pos += 1
-        count = 0
-        digits = 0
-        while pos < end and buf[pos] != 13:
-            c = buf[pos]
-            if c < 48 or c > 57 or digits == 5:
-                return start
-            count = count * 10 + c - 48
-            digits += 1
-            pos += 1
-        if digits == 0 or count > max_count or pos + 1 >= end or buf[pos + 1] != 10:
+        count, pos = _plain_number(buf, pos + 1, end, 5)
+        if count <= 0 or count > max_count:
             return start
-        pos += 2
         args: Args = []
         for _ in range(count):
-            if (
-                pos + 1 >= end
-                or buf[pos] != 36
-                or (buf[pos + 1] == 48 and pos + 2 < end and buf[pos + 2] != 13)
-            ):
+            if pos >= end or buf[pos] != 36:  # '$'
                 return start
-            pos += 1
-            size = 0
-            digits = 0
-            while pos < end and buf[pos] != 13:
-                c = buf[pos]
-                if c < 48 or c > 57 or digits == 10:
-                    return start
-                size = size * 10 + c - 48
-                digits += 1
-                pos += 1
-            if digits == 0 or size > max_bulk or pos + 1 >= end or buf[pos + 1] != 10:
+            size, pos = _plain_number(buf, pos + 1, end, 10)
+            if size < 0 or size > max_bulk:
                 return start
-            pos += 2
             after = pos + size
             if after + 1 >= end or buf[after] != 13 or buf[after + 1] != 10:
                 return start
@@ -229,6 +205,24 @@ def scan_requests(buf: bytes, out: list[Args], max_bulk: int, max_count: int) ->
             pos = after + 2
         out.append(args)
     return pos
+
+
+def _plain_number(buf: bytes, pos: int, end: int, most: int) -> tuple[int, int]:
+    """The number at buf[pos:] up to CRLF, in at most `most` digits and no leading 0 but
+    for 0 itself: (value, position after the CRLF); (-1, pos) for anything else, an
+    incomplete line included."""
+    value = 0
+    first = pos
+    while pos < end and buf[pos] != 13:
+        c = buf[pos]
+        if c < 48 or c > 57 or pos - first == most:
+            return -1, pos
+        value = value * 10 + c - 48
+        pos += 1
+    digits = pos - first
+    if digits == 0 or pos + 1 >= end or buf[pos + 1] != 10 or (buf[first] == 48 and digits > 1):
+        return -1, pos
+    return value, pos + 2
 
 
 class RequestParser:
