@@ -14,11 +14,7 @@ cpdef pack_command(args)
 cpdef Py_ssize_t scan_requests(bytes buf, list out, Py_ssize_t max_bulk,
                                Py_ssize_t max_count) except -1
 
-# Every index is checked against `end` (= len(buf)) first, so no bounds checks, and the
-# helper raises nothing.
-@cython.boundscheck(False)
-@cython.wraparound(False)
 @cython.locals(value=cython.Py_ssize_t, first=cython.Py_ssize_t, digits=cython.Py_ssize_t,
                c=cython.uchar)
-cdef inline (Py_ssize_t, Py_ssize_t) _plain_number(bytes buf, Py_ssize_t pos, Py_ssize_t end,
-                                                   Py_ssize_t most) noexcept
+cdef (Py_ssize_t, Py_ssize_t) _plain_number(bytes buf, Py_ssize_t pos, Py_ssize_t end,
+                                            Py_ssize_t most)

@@ -28,6 +28,10 @@ cpdef assemble(routed, list raws, resp3)
                newline=cython.Py_ssize_t, kind=cython.int)
 cpdef tuple frame_replies(bytes buf, list ends)
 
+# At most 18 digits: the value fits a long long.
+@cython.locals(end=cython.Py_ssize_t, value=cython.longlong)
+cdef (long long, Py_ssize_t) _digits_line(bytes buf, Py_ssize_t pos, Py_ssize_t size)
+
 @cython.locals(newline=cython.Py_ssize_t)
 cpdef _reply_end(bytes buf, Py_ssize_t pos, Py_ssize_t size)
 
