@@ -19,6 +19,7 @@ cpdef route_batch(requests, Py_ssize_t start, router, owners, any_node, read_nod
 @cython.locals(first=cython.Py_ssize_t, offset=cython.Py_ssize_t)
 cdef _add_split(Routed routed, split, owners, dict nodes, dict pieces_of)
 
+@cython.locals(run=cython.Py_ssize_t)
 cpdef Py_ssize_t count_names(list requests, dict counts) except -1
 
 @cython.locals(layout=list, out=list, first=cython.Py_ssize_t)

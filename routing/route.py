@@ -270,9 +270,19 @@ def count_names(requests: Sequence[Args], counts: dict[bytes, int]) -> int:
     """Count each request under its raw command name (args[0], any case) in `counts`, and
     return how many names there are: the caller bounds them (proxy/stats.py folds them
     into the table's names). Once per client read: the per-command metrics' whole cost."""
+    previous = b""  # read only once run > 0
+    run = 0
     for args in requests:
         name = args[0]
-        counts[name] = counts.get(name, 0) + 1
+        if run and name == previous:  # a pipeline of one command: one update for the run
+            run += 1
+            continue
+        if run:
+            counts[previous] = counts.get(previous, 0) + run
+        previous = name
+        run = 1
+    if run:
+        counts[previous] = counts.get(previous, 0) + run
     return len(counts)
 
 

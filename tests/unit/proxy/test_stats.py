@@ -30,6 +30,14 @@ def test_labels_come_from_the_table(name: bytes, label: str, group: str) -> None
     assert command_group(TABLE, name) == group
 
 
+def test_count_names_counts_runs_and_mixes() -> None:
+    counts = {b"GET": 2}
+    batch = [[b"GET", b"a"]] * 3 + [[b"SET", b"a", b"1"], [b"GET", b"b"], [b"get", b"c"]]
+    assert count_names(batch, counts) == 3
+    assert counts == {b"GET": 6, b"SET": 1, b"get": 1}
+    assert count_names([], counts) == 3 and counts == {b"GET": 6, b"SET": 1, b"get": 1}
+
+
 def test_fold_bounds_the_names() -> None:
     stats = Stats()
     junk = [[b"junk%d" % i] for i in range(MAX_NAMES + 10)]
