@@ -181,46 +181,66 @@ def scan_requests(buf: bytes, out: list[Args], max_bulk: int, max_count: int) ->
     and this scan agree by construction. Returns where the scan stopped: len(buf) when
     every byte was taken, else the start of the first request it did not take (one that
     is incomplete, or framed any other way), which RequestReader's exact path reads.
+
+    A command name equal to the one before it is that same bytes object: a pipeline of
+    one command makes one name, hashed once by the lookups that follow.
+
+    Compiled only (proxy/framing.py): `data` and `name` are C pointers into the bytes
+    there (resp.pxd), and every index is checked against `end` before it is read.
     """
+    data = buf
     end = len(buf)
     pos = 0
+    previous = b""
+    name = previous
     while pos < end:
         start = pos
-        if buf[pos] != 42:  # '*'
+        if data[pos] != 42:  # '*'
             return start
-        count, pos = _plain_number(buf, pos + 1, end, 5)
+        count, pos = _plain_number(data, pos + 1, end, 5)
         if count <= 0 or count > max_count:
             return start
         args: Args = []
-        for _ in range(count):
-            if pos >= end or buf[pos] != 36:  # '$'
+        for argument in range(count):
+            if pos >= end or data[pos] != 36:  # '$'
                 return start
-            size, pos = _plain_number(buf, pos + 1, end, 10)
+            size, pos = _plain_number(data, pos + 1, end, 10)
             if size < 0 or size > max_bulk:
                 return start
             after = pos + size
-            if after + 1 >= end or buf[after] != 13 or buf[after + 1] != 10:
+            if after + 1 >= end or data[after] != 13 or data[after + 1] != 10:
                 return start
-            args.append(buf[pos:after])
+            if argument == 0 and size == len(previous):
+                same = 0
+                while same < size and data[pos + same] == name[same]:
+                    same += 1
+                if same == size:
+                    args.append(previous)
+                    pos = after + 2
+                    continue
+            args.append(data[pos:after])
+            if argument == 0:
+                previous = args[0]
+                name = previous
             pos = after + 2
         out.append(args)
     return pos
 
 
-def _plain_number(buf: bytes, pos: int, end: int, most: int) -> tuple[int, int]:
-    """The number at buf[pos:] up to CRLF, in at most `most` digits and no leading 0 but
+def _plain_number(data: bytes, pos: int, end: int, most: int) -> tuple[int, int]:
+    """The number at data[pos:] up to CRLF, in at most `most` digits and no leading 0 but
     for 0 itself: (value, position after the CRLF); (-1, pos) for anything else, an
     incomplete line included."""
     value = 0
     first = pos
-    while pos < end and buf[pos] != 13:
-        c = buf[pos]
+    while pos < end and data[pos] != 13:
+        c = data[pos]
         if c < 48 or c > 57 or pos - first == most:
             return -1, pos
         value = value * 10 + c - 48
         pos += 1
     digits = pos - first
-    if digits == 0 or pos + 1 >= end or buf[pos + 1] != 10 or (buf[first] == 48 and digits > 1):
+    if digits == 0 or pos + 1 >= end or data[pos + 1] != 10 or (data[first] == 48 and digits > 1):
         return -1, pos
     return value, pos + 2
 

@@ -314,15 +314,16 @@ def frame_replies(buf: bytes, ends: list[int]) -> tuple[int, str | None]:
     ends in, when its header is complete (0 otherwise), so that the caller can collect a
     large value in pieces; `error` says why the bytes after the last end are not RESP.
     """
+    data = buf  # a C pointer in the compiled build (route.pxd): indexing without calls
     find = buf.find
     lengths = _BULK_LENGTHS
     pos = 0
     size = len(buf)
     while pos < size:
         # Bulk, status and integer replies framed inline: this runs once per reply.
-        kind = buf[pos]
+        kind = data[pos]
         if kind == 36:  # '$'
-            length, newline = _digits_line(buf, pos + 1, size)
+            length, newline = _digits_line(data, pos + 1, size)
             if length < 0:  # "-1", or digits that _digits_line leaves to int()
                 newline = find(b"\r\n", pos)
                 if newline < 0:
@@ -337,7 +338,7 @@ def frame_replies(buf: bytes, ends: list[int]) -> tuple[int, str | None]:
                 return end - pos, None
         elif kind == 43 or kind == 58:  # '+' ':'
             newline = pos + 1
-            while newline + 1 < size and (buf[newline] != 13 or buf[newline + 1] != 10):
+            while newline + 1 < size and (data[newline] != 13 or data[newline + 1] != 10):
                 newline += 1
             if newline + 1 >= size:
                 return 0, None
@@ -369,31 +370,36 @@ def fill_parts(
     retry is the caller's). Returns how many replies it took. With frame_replies, this is
     the whole per-reply work of a pipelined or split request.
     """
+    data = buf  # a C pointer in the compiled build (route.pxd): slices without slice objects
+    size = len(buf)
     count = 0
     wanted = len(indices) - done
     available = len(ends) - first
     if available < wanted:
         wanted = available
     while count < wanted:
-        if buf[pos] == 45:  # '-'
-            break
         end = ends[first + count]
-        raws[indices[done + count]] = buf[pos:end]
+        if not pos < end <= size:
+            raise ValueError(f"reply end {end} out of order or past {size}")
+        if data[pos] == 45:  # '-'
+            break
+        raws[indices[done + count]] = data[pos:end]
         pos = end
         count += 1
     return count
 
 
-def _digits_line(buf: bytes, pos: int, size: int) -> tuple[int, int]:
-    """The number in buf[pos:] when it is 1 to 18 ASCII digits and then CRLF: (value,
+def _digits_line(data: bytes, pos: int, size: int) -> tuple[int, int]:
+    """The number in data[pos:] when it is 1 to 18 ASCII digits and then CRLF: (value,
     position of the CR). (-1, pos) for anything else: a sign, another byte, more digits,
-    or a line not complete yet, which the caller reads with int() as before."""
+    or a line not complete yet, which the caller reads with int() as before. `size` is
+    len(data): every index is checked against it before it is read."""
     end = pos
     value = 0
-    while end < size and 48 <= buf[end] <= 57 and end - pos < 18:
-        value = value * 10 + buf[end] - 48
+    while end < size and 48 <= data[end] <= 57 and end - pos < 18:
+        value = value * 10 + data[end] - 48
         end += 1
-    if end > pos and end + 1 < size and buf[end] == 13 and buf[end + 1] == 10:
+    if end > pos and end + 1 < size and data[end] == 13 and data[end + 1] == 10:
         return value, end
     return -1, pos
 
@@ -401,8 +407,9 @@ def _digits_line(buf: bytes, pos: int, size: int) -> tuple[int, int]:
 def _reply_end(buf: bytes, pos: int, size: int) -> int:
     """reply_end for what frame_replies does not frame inline: arrays of bulk strings (MGET,
     LRANGE ...) without the general loop, anything else through it."""
-    if buf[pos] == 42:  # '*'
-        count, newline = _digits_line(buf, pos + 1, size)
+    data = buf  # see frame_replies
+    if data[pos] == 42:  # '*'
+        count, newline = _digits_line(data, pos + 1, size)
         if count < 0:
             newline = buf.find(b"\r\n", pos)
             if newline < 0:
@@ -412,9 +419,9 @@ def _reply_end(buf: bytes, pos: int, size: int) -> int:
         for _ in range(count):
             if end >= size:
                 return -1
-            if buf[end] != 36:
+            if data[end] != 36:
                 return reply_end(buf, pos)
-            length, newline = _digits_line(buf, end + 1, size)
+            length, newline = _digits_line(data, end + 1, size)
             if length < 0:
                 newline = buf.find(b"\r\n", end)
                 if newline < 0:

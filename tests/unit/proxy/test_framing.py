@@ -111,6 +111,15 @@ def test_scan_requests_takes_whole_plain_requests_only() -> None:
     assert out == []
 
 
+def test_scan_requests_makes_one_name_for_a_run_of_one_command() -> None:
+    data = b"".join(pack_command([name, b"k"]) for name in (b"GET", b"GET", b"get", b"GET", b""))
+    out: list[list[bytes]] = []
+    assert scan_requests(data, out, 512, 10) == len(data)
+    assert [args[0] for args in out] == [b"GET", b"GET", b"get", b"GET", b""]
+    assert out[0][0] is out[1][0] and out[1][0] is not out[3][0]  # runs only
+    assert all(args[1] == b"k" for args in out)
+
+
 def test_inline_then_resp_then_inline() -> None:
     reader = RequestReader(LIMITS)
     assert reader.feed(b"PING\r\n") == [[b"PING"]]
