@@ -138,6 +138,7 @@ class Sample:
     p99: float
     proxy_cpu: float | None = None  # microseconds of the proxy's CPU per request
     redis_cpu: float | None = None  # microseconds of the cluster's CPU per request
+    proxy_sys: float | None = None  # the kernel's share of proxy_cpu (system time), 0..1
 
 
 @dataclass(slots=True)
@@ -434,24 +435,28 @@ def _stat_fields(pid: int | str) -> list[str] | None:
     return stat.rpartition(")")[2].split()
 
 
-def _cpu_ticks(fields: list[str]) -> int:
-    # utime + stime (fields 14, 15) of the whole thread group, plus cutime + cstime (16, 17):
-    # the CPU of children it has reaped, so a worker that exits mid-run is not lost.
-    return sum(int(f) for f in fields[11:15])
+def _cpu_ticks(fields: list[str]) -> tuple[int, int]:
+    # (user, system): utime + cutime and stime + cstime (fields 14 and 16, 15 and 17) of the
+    # whole thread group; the children's part counts the CPU of workers it has reaped, so a
+    # worker that exits mid-run is not lost.
+    return int(fields[11]) + int(fields[13]), int(fields[12]) + int(fields[14])
 
 
-def group_cpu_ticks(pgid: int) -> int:
-    """CPU ticks of every process in the process group (the proxy and its workers)."""
-    total = 0
+def group_cpu_ticks(pgid: int) -> tuple[int, int]:
+    """(user, system) CPU ticks of every process in the process group (the proxy and its
+    workers)."""
+    user = system = 0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (fields := _stat_fields(entry.name)) and int(fields[2]) == pgid:
-            total += _cpu_ticks(fields)
-    return total
+            u, s = _cpu_ticks(fields)
+            user += u
+            system += s
+    return user, system
 
 
 def pids_cpu_ticks(pids: Sequence[int]) -> int:
-    """CPU ticks of these processes (the cluster's redis-servers)."""
-    return sum(_cpu_ticks(fields) for pid in pids if (fields := _stat_fields(pid)))
+    """CPU ticks, user and system, of these processes (the cluster's redis-servers)."""
+    return sum(sum(_cpu_ticks(fields)) for pid in pids if (fields := _stat_fields(pid)))
 
 
 def us_per_request(ticks: int, requests: int) -> float:
@@ -497,13 +502,13 @@ class Runner:
         """
         argv = self.argv(workload, target, requests)
         proxy_pgid = None if target.proxy is None else target.proxy.pid  # its own session
-        proxy_before = group_cpu_ticks(proxy_pgid) if proxy_pgid is not None else 0
+        proxy_before = group_cpu_ticks(proxy_pgid) if proxy_pgid is not None else (0, 0)
         redis_before = pids_cpu_ticks(self.redis_pids)
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise BenchError(f"redis-benchmark timed out after {timeout:.0f}s") from None
-        proxy_after = group_cpu_ticks(proxy_pgid) if proxy_pgid is not None else 0
+        proxy_after = group_cpu_ticks(proxy_pgid) if proxy_pgid is not None else (0, 0)
         redis_after = pids_cpu_ticks(self.redis_pids)
         rows = parse_csv(done.stdout)
         if done.returncode != 0 or len(rows) != 1:
@@ -512,11 +517,14 @@ class Runner:
                 f"redis-benchmark exit status {done.returncode}, {len(rows)} result rows: "
                 + " | ".join(out)
             )
-        proxy_cpu = None
+        proxy_cpu = proxy_sys = None
         if proxy_pgid is not None:
-            proxy_cpu = us_per_request(proxy_after - proxy_before, requests)
+            user = proxy_after[0] - proxy_before[0]
+            system = proxy_after[1] - proxy_before[1]
+            proxy_cpu = us_per_request(user + system, requests)
+            proxy_sys = system / (user + system) if user + system else None
         redis_cpu = us_per_request(redis_after - redis_before, requests)
-        return replace(rows[0], proxy_cpu=proxy_cpu, redis_cpu=redis_cpu)
+        return replace(rows[0], proxy_cpu=proxy_cpu, redis_cpu=redis_cpu, proxy_sys=proxy_sys)
 
 
 def parse_csv(text: str) -> list[Sample]:
@@ -592,7 +600,7 @@ def report(
     width = max(9, *(len(t) for t in targets))
     cols = (
         f"{'workload':<10} {'target':<{width}} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'ratio':>6} {'p99 ratio':>9} {'proxy us':>8} {'redis us':>8}  goal"
+        f" {'ratio':>6} {'p99 ratio':>9} {'proxy us':>8} {'sys':>4} {'redis us':>8}  goal"
     )
     out.write(cols + "\n" + "-" * len(cols) + "\n")
     ratios: dict[str, list[float]] = {t: [] for t in targets[1:]}
@@ -615,6 +623,8 @@ def report(
                     ratios[target].append(ops_ratio)
                 line += f" {_fmt(ops_ratio, '6.2f')} {_fmt(p99_ratio, '9.2f')}"
             line += f" {_fmt(series.median('proxy_cpu'), '8.2f')}"
+            sys_share = series.median("proxy_sys")
+            line += f" {sys_share * 100:3.0f}%" if sys_share is not None else f" {'-':>4}"
             line += f" {_fmt(series.median('redis_cpu'), '8.2f')}"
             if target != DIRECT:
                 cpu = series.median("proxy_cpu")

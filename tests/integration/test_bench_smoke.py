@@ -17,11 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "tests" / "bench" / "run.py"
 WORKLOADS = ("SET -P1", "GET -P1", "SET -P16", "GET -P16", "MSET x10", "MGET x10")
 TARGETS = ("direct", "slotless", "slotless-pure")
-# workload, target, ops/s, p50, p99, [ratio, p99 ratio], proxy us, redis us (then the goal).
+# workload, target, ops/s, p50, p99, [ratio, p99 ratio], proxy us, its system share, redis us
+# (then the goal).
 ROW = re.compile(
     r"^(?P<workload>\S+ \S+)\s+(?P<target>direct|slotless|slotless-pure)\s+(?P<ops>[\d,]+)"
     r"\s+[\d.]+\s+[\d.]+\s+(?:(?P<ratio>[\d.]+)\s+(?:[\d.]+|-)\s+)?"
-    r"(?P<proxy_cpu>[\d.]+|-)\s+(?P<redis_cpu>[\d.]+)(?:\s|$)"
+    r"(?P<proxy_cpu>[\d.]+|-)\s+(?P<sys>\d+%|-)\s+(?P<redis_cpu>[\d.]+)(?:\s|$)"
 )
 HOT_PATH = re.compile(r"^\s+(?P<target>slotless|slotless-pure)\s+hot_path (?P<path>\S+)")
 GMEAN = re.compile(r"^geometric mean of ops/s ratios .*: (?P<value>\d+\.\d+)$")
@@ -46,10 +47,11 @@ def test_quick_run_reports_every_workload_for_every_target() -> None:
     assert all(int(m["ops"].replace(",", "")) > 0 for m in rows.values()), done.stdout
     for (_, target), m in rows.items():
         if target == "direct":
-            assert m["proxy_cpu"] == "-" and m["ratio"] is None, m.string
+            assert m["proxy_cpu"] == "-" and m["sys"] == "-" and m["ratio"] is None, m.string
         else:
             # Every slotless run makes the proxy work, so its CPU per request is above zero.
             assert m["ratio"] is not None and float(m["proxy_cpu"]) > 0, m.string
+            assert m["sys"] == "-" or 0 <= int(m["sys"][:-1]) <= 100, m.string
     hot_paths = {m["target"]: m["path"] for line in lines if (m := HOT_PATH.match(line))}
     assert set(hot_paths) == {"slotless", "slotless-pure"}, done.stdout
     assert hot_paths["slotless-pure"] in ("pure", "unknown"), done.stdout
