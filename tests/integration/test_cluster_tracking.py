@@ -1,0 +1,320 @@
+"""CLIENT TRACKING through slotless in cluster mode, against a standalone Redis (issue 17.4).
+
+Each script runs twice, on a standalone redis-server and on slotless in front of the cluster,
+and the frames every client sees are compared (client ids normalised). On the standalone
+server a write's invalidation is queued before the writer's reply, so a PING from the
+tracking client collects it; through slotless it comes from the node's feed a little later,
+so the same number of frames is awaited (under the socket timeout) before comparing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from proxy.localcluster import Cluster, RedisProcess, start_standalone
+from routing.slots import key_hash_slot
+from tests.integration.proxy_thread import ProxyThread, proxy_config
+from tests.integration.test_cluster_pubsub import Raw
+from tests.waiting import wait_until
+
+PONGS = (b"+PONG\r\n", b"*2\r\n$4\r\npong\r\n$0\r\n\r\n")
+
+# A step: (client, *args). "sync:<client>" collects what that client was sent since (a
+# PING, then everything up to its PONG). "$<client>" in an argument is that client's id.
+Step = tuple[str, ...]
+
+
+@pytest.fixture(scope="module")
+def proxy(redis_cluster: Cluster) -> Iterator[ProxyThread]:
+    with ProxyThread(proxy_config("cluster", redis_cluster.seeds[:1])) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def standalone() -> Iterator[RedisProcess]:
+    server = start_standalone()  # its own: the scripts FLUSHALL
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def keys_on_every_primary(cluster: Cluster, prefix: str, count: int = 6) -> list[str]:
+    """`count` keys named prefix+n whose slots fall on all the primaries, in turn."""
+    owners: dict[str, list[str]] = {}
+    n = 0
+    while sum(len(v) for v in owners.values()) < count * 4:
+        key = f"{prefix}{n}"
+        owners.setdefault(cluster.owner_of_slot(key_hash_slot(key.encode())), []).append(key)
+        n += 1
+    assert len(owners) == 3
+    lists = list(owners.values())
+    return [lists[i % 3][i // 3] for i in range(count)]
+
+
+class Transcript:
+    def __init__(self, port: int, names: str) -> None:
+        self.clients = {name: Raw(port, timeout=5.0) for name in names}
+        self.ids = {name: c.call(b"CLIENT", b"ID")[1:-2] for name, c in self.clients.items()}
+
+    def normalise(self, frame: bytes) -> bytes:
+        for name, cid in self.ids.items():
+            frame = re.sub(rb":%s\r\n" % cid, b":<%s>\r\n" % name.encode(), frame)
+        return frame
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+
+def run_script(port: int, script: Sequence[Step], counts: list[int] | None) -> list[list[bytes]]:
+    """Run `script`; with `counts` (from the standalone run), each sync waits for that many
+    frames instead of stopping at the PONG. Returns each step's frames, normalised."""
+    names = "".join(sorted({step[0].removeprefix("sync:") for step in script}))
+    transcript = Transcript(port, names)
+    out: list[list[bytes]] = []
+    try:
+        for step in script:
+            name, *args = step
+            if name.startswith("sync:"):
+                client = transcript.clients[name[5:]]
+                client.send(b"PING")
+                if counts is None:
+                    frames = [client.frame()]
+                    while frames[-1] not in PONGS:
+                        frames.append(client.frame())
+                else:
+                    frames = client.frames(counts[len(out)])
+            else:
+                client = transcript.clients[name]
+                raw = [transcript.ids[a[1:]] if a.startswith("$") else a.encode() for a in args]
+                frames = [client.call(*raw)]
+                if args[0] == "HELLO":  # tested elsewhere; its small numbers look like ids
+                    frames = [b"<hello>"]
+            out.append([transcript.normalise(f) for f in frames])
+    finally:
+        transcript.close()
+    return out
+
+
+def compare(proxy: ProxyThread, standalone: RedisProcess, script: Sequence[Step]) -> None:
+    expected = run_script(standalone.port, script, None)
+    got = run_script(proxy.port, script, [len(frames) for frames in expected])
+    for step, want, have in zip(script, expected, got, strict=True):
+        # Through slotless a push may come after the PONG instead of before it.
+        assert [f for f in have if f not in PONGS] == [f for f in want if f not in PONGS], step
+        assert len(have) == len(want), step
+
+
+def test_errors_match_standalone(proxy: ProxyThread, standalone: RedisProcess) -> None:
+    t = ("a", "CLIENT", "TRACKING")
+    script: list[Step] = [
+        ("a", "HELLO", "3"),
+        ("a", "CLIENT", "TRACKING"),
+        (*t, "maybe"),
+        (*t, "on", "prefix", "x"),
+        (*t, "on", "redirect", "abc"),
+        (*t, "on", "redirect", "999999", "foo"),
+        (*t, "on", "foo", "redirect", "999999"),
+        (*t, "on", "redirect"),
+        (*t, "on", "bcast", "prefix", "ab", "prefix", "a"),
+        (*t, "on", "bcast", "optin"),
+        (*t, "on", "optin", "optout"),
+        (*t, "on", "redirect", "$b", "redirect", "$b"),
+        ("a", "CLIENT", "CACHING", "yes"),
+        ("a", "CLIENT", "CACHING"),
+        ("a", "CLIENT", "TRACKINGINFO", "x"),
+        ("a", "CLIENT", "GETREDIR", "x"),
+        ("a", "CLIENT", "TRACKINGINFO"),
+        ("a", "CLIENT", "GETREDIR"),
+        (*t, "on", "optin"),
+        ("a", "CLIENT", "CACHING", "no"),
+        ("a", "CLIENT", "CACHING", "maybe"),
+        ("a", "CLIENT", "CACHING", "yes"),
+        ("a", "CLIENT", "TRACKINGINFO"),
+        (*t, "on", "optout"),
+        (*t, "on", "bcast"),
+        (*t, "off"),
+        (*t, "on", "bcast", "prefix", "b", "prefix", "a"),
+        ("a", "CLIENT", "TRACKINGINFO"),
+        (*t, "on", "bcast", "prefix", "bc"),
+        (*t, "on", "bcast", "prefix", "a"),
+        (*t, "on"),
+        (*t, "on", "bcast", "noloop", "redirect", "$b"),
+        ("a", "CLIENT", "TRACKINGINFO"),
+        ("a", "CLIENT", "GETREDIR"),
+        ("a", "RESET"),
+        ("a", "CLIENT", "TRACKINGINFO"),
+        ("a", "CLIENT", "GETREDIR"),
+        ("b", "CLIENT", "TRACKING", "on", "redirect", "$b"),
+        ("b", "CLIENT", "TRACKINGINFO"),
+        ("b", "CLIENT", "TRACKING", "on", "optout", "noloop"),
+        ("b", "CLIENT", "TRACKINGINFO"),
+    ]
+    compare(proxy, standalone, script)
+
+
+def default_mode_script(keys: list[str], resp3: bool) -> list[Step]:
+    k = keys
+    hello = [("a", "HELLO", "3")] if resp3 else []
+    return [
+        *hello,
+        ("a", "CLIENT", "TRACKING", "on"),
+        ("a", "GET", k[0]),
+        ("a", "MGET", k[1], k[2]),  # keys on the three primaries
+        ("a", "HGET", k[3], "f"),
+        ("w", "SET", k[0], "1"),
+        ("sync:a",),
+        ("w", "SET", k[0], "2"),  # no longer tracked: nothing
+        ("sync:a",),
+        ("w", "MSET", k[1], "1", k[2], "2"),  # one message per key
+        ("sync:a",),
+        ("w", "HSET", k[3], "f", "v"),
+        ("sync:a",),
+        ("a", "GET", k[0]),
+        ("a", "STRLEN", k[4]),
+        ("w", "DEL", k[0], k[4]),
+        ("sync:a",),
+        ("a", "GET", k[5]),
+        ("w", "FLUSHALL"),
+        ("sync:a",),
+        ("w", "SET", k[5], "x"),  # the flush forgot it
+        ("sync:a",),
+        ("a", "CLIENT", "TRACKING", "off"),
+        ("a", "GET", k[0]),
+        ("w", "SET", k[0], "3"),
+        ("sync:a",),
+    ]
+
+
+@pytest.mark.parametrize("resp3", [True, False], ids=["resp3", "resp2"])
+def test_default_mode_matches_standalone(
+    proxy: ProxyThread, standalone: RedisProcess, redis_cluster: Cluster, resp3: bool
+) -> None:
+    keys = keys_on_every_primary(redis_cluster, "dm")
+    compare(proxy, standalone, default_mode_script(keys, resp3))
+
+
+def test_redirect_to_a_resp2_subscriber_matches_standalone(
+    proxy: ProxyThread, standalone: RedisProcess, redis_cluster: Cluster
+) -> None:
+    k = keys_on_every_primary(redis_cluster, "rd")
+    script: list[Step] = [
+        ("r", "SUBSCRIBE", "__redis__:invalidate"),
+        ("a", "CLIENT", "TRACKING", "on", "redirect", "$r"),
+        ("a", "CLIENT", "GETREDIR"),
+        ("a", "CLIENT", "TRACKINGINFO"),
+        ("a", "MGET", k[0], k[1], k[2]),
+        ("w", "MSET", k[0], "1", k[1], "2", k[2], "3"),
+        ("sync:r",),
+        ("a", "GET", k[3]),
+        ("w", "FLUSHALL"),
+        ("sync:r",),
+        ("a", "CLIENT", "TRACKING", "on", "bcast", "redirect", "$r"),
+        ("a", "CLIENT", "TRACKING", "off"),
+        ("a", "CLIENT", "TRACKING", "on", "bcast", "prefix", "rd", "redirect", "$r"),
+        ("w", "SET", k[4], "x"),
+        ("sync:r",),
+        ("w", "SET", "other", "x"),  # no matching prefix
+        ("sync:r",),
+        # A target that is not subscribed (RESP2) gets nothing.
+        ("r", "UNSUBSCRIBE"),
+        ("w", "SET", k[4], "y"),
+        ("sync:r",),
+    ]
+    compare(proxy, standalone, script)
+
+
+def test_bcast_prefixes_and_noloop_match_standalone(
+    proxy: ProxyThread, standalone: RedisProcess, redis_cluster: Cluster
+) -> None:
+    a = keys_on_every_primary(redis_cluster, "pa", 3)
+    b = keys_on_every_primary(redis_cluster, "pb", 3)
+    script: list[Step] = [
+        ("a", "HELLO", "3"),
+        ("a", "CLIENT", "TRACKING", "on", "bcast", "prefix", "pa", "prefix", "pb"),
+        *[step for key in a + b for step in (("w", "SET", key, "1"), ("sync:a",))],
+        ("w", "SET", "zz", "1"),
+        ("sync:a",),
+        ("a", "CLIENT", "TRACKING", "on", "bcast", "noloop", "prefix", "pc"),
+        ("a", "SET", a[0], "own"),  # its own write: not reported
+        ("sync:a",),
+        ("w", "SET", a[0], "other"),
+        ("sync:a",),
+        ("a", "CLIENT", "TRACKINGINFO"),
+        ("w", "FLUSHALL"),
+        ("sync:a",),
+    ]
+    compare(proxy, standalone, script)
+
+
+def test_optin_optout_and_noloop_match_standalone(
+    proxy: ProxyThread, standalone: RedisProcess, redis_cluster: Cluster
+) -> None:
+    k = keys_on_every_primary(redis_cluster, "oi")
+    script: list[Step] = [
+        ("a", "HELLO", "3"),
+        ("a", "CLIENT", "TRACKING", "on", "optin"),
+        ("a", "GET", k[0]),  # not cached: no CACHING yes
+        ("a", "CLIENT", "CACHING", "yes"),
+        ("a", "GET", k[1]),
+        ("a", "GET", k[2]),  # CACHING lasted one command
+        ("w", "MSET", k[0], "1", k[1], "2", k[2], "3"),
+        ("sync:a",),
+        ("a", "CLIENT", "TRACKING", "off"),
+        ("a", "CLIENT", "TRACKING", "on", "optout"),
+        ("a", "GET", k[3]),
+        ("a", "CLIENT", "CACHING", "no"),
+        ("a", "GET", k[4]),
+        ("w", "MSET", k[3], "1", k[4], "2"),
+        ("sync:a",),
+        ("a", "CLIENT", "TRACKING", "on", "optout", "noloop"),
+        ("a", "GET", k[5]),
+        ("a", "SET", k[5], "mine"),  # its own write: not reported, and no longer tracked
+        ("sync:a",),
+        ("w", "SET", k[5], "theirs"),
+        ("sync:a",),
+        ("a", "GET", k[5]),
+        ("w", "SET", k[5], "again"),
+        ("sync:a",),
+    ]
+    compare(proxy, standalone, script)
+
+
+def test_broken_redirect_matches_standalone(
+    proxy: ProxyThread, standalone: RedisProcess, redis_cluster: Cluster
+) -> None:
+    k = keys_on_every_primary(redis_cluster, "br")
+
+    def run(port: int) -> list[bytes]:
+        a, w, r = Raw(port), Raw(port), Raw(port)
+        try:
+            rid = r.call(b"CLIENT", b"ID")[1:-2]
+            a.call(b"HELLO", b"3")
+            seen = [a.call(b"CLIENT", b"TRACKING", b"on", b"redirect", rid)]
+            seen.append(a.call(b"GET", k[0].encode()))
+            r.close()
+            wait_until(
+                lambda: w.call(b"CLIENT", b"LIST", b"ID", rid) == b"$0\r\n\r\n",
+                what="the redirect client to be gone",
+            )
+            w.call(b"SET", k[0].encode(), b"1")
+            seen += a.frames(1)  # tracking-redir-broken
+            seen.append(a.call(b"CLIENT", b"TRACKINGINFO"))
+            seen.append(a.call(b"CLIENT", b"LIST", b"ID", a.call(b"CLIENT", b"ID")[1:-2]))
+            return [re.sub(rb":%s\r\n" % rid, b":<r>\r\n", f) for f in seen]
+        finally:
+            a.close()
+            w.close()
+
+    def fields(frames: list[bytes]) -> list[bytes]:
+        # CLIENT LIST: compare the flags and redirect fields only.
+        *head, listing = frames
+        found = re.search(rb"flags=(\S+) .* redir=(\d+)", listing)
+        assert found is not None
+        return [*head, found.group(1), found.group(2) != b"0"]  # type: ignore[list-item]
+
+    assert fields(run(proxy.port)) == fields(run(standalone.port))
