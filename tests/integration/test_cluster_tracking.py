@@ -10,9 +10,15 @@ so the same number of frames is awaited (under the socket timeout) before compar
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Sequence
 
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.cache import CacheConfig, TrackingMode
+from redis.connection import CacheProxyConnection
+from redis.retry import Retry
 
 from proxy.localcluster import Cluster, RedisProcess, start_standalone
 from routing.slots import key_hash_slot
@@ -318,3 +324,102 @@ def test_broken_redirect_matches_standalone(
         return [*head, found.group(1), found.group(2) != b"0"]  # type: ignore[list-item]
 
     assert fields(run(proxy.port)) == fields(run(standalone.port))
+
+
+# --- redis-py's client-side cache under writes from other clients ---------------------------
+
+
+def cached_keys(client: redis.Redis) -> set[bytes | str]:
+    cache = client.get_cache()
+    assert cache is not None
+    return {key for entry in list(cache.collection) for key in entry.redis_keys}
+
+
+@pytest.mark.parametrize("mode", list(TrackingMode), ids=lambda m: m.name.lower())
+def test_redis_py_cache_reads_no_stale_value(
+    proxy: ProxyThread,
+    redis_cluster: Cluster,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: TrackingMode,
+) -> None:
+    """Each write (through slotless or straight to the node, on every primary) is followed,
+    once acknowledged, by its invalidation; the next cached read then sees the new value."""
+    # redis-py turns its cache on only for servers that say 7.4+ ("to maximize compatibility
+    # with all Redis products"); what it uses (CLIENT TRACKING ON [OPTIN|OPTOUT], CLIENT
+    # CACHING, invalidate pushes) is all in Redis 7.0, which slotless reports.
+    monkeypatch.setattr(CacheProxyConnection, "MIN_ALLOWED_VERSION", "7.0.0")
+    keys = keys_on_every_primary(redis_cluster, f"csc-{mode.name}-", 12)
+    no_retry = Retry(NoBackoff(), 0)
+    cached = redis.Redis(
+        port=proxy.port,
+        protocol=3,
+        cache_config=CacheConfig(
+            tracking_mode=mode,
+            cache_predicate=None if mode is TrackingMode.PLAIN else lambda command, keys: True,
+        ),
+        retry=no_retry,
+    )
+    via_proxy = redis.Redis(port=proxy.port, retry=no_retry)
+    direct = {
+        key: redis.Redis(
+            port=int(redis_cluster.owner_of_slot(key_hash_slot(key.encode())).split(":")[1]),
+            retry=no_retry,
+        )
+        for key in keys
+    }
+    noise = Noise(proxy.port, keys_on_every_primary(redis_cluster, f"noise-{mode.name}-", 30))
+    stale = hits = 0
+    rounds = 240
+    try:
+        noise.start()
+        for key in keys:
+            via_proxy.set(key, "start")
+        for i in range(rounds):
+            key = keys[i % len(keys)]
+            cached.get(key)
+            assert key in cached_keys(cached), "the read was not cached"
+            value = f"v{i}"
+            writer = via_proxy if i % 2 else direct[key]
+            assert writer.set(key, value)  # acknowledged
+
+            def invalidated(key: str = key) -> bool:
+                cached.ping()  # reads the pushes waiting on the socket
+                return key not in cached_keys(cached)
+
+            wait_until(invalidated, timeout=5.0, what=f"the invalidation of {key}")
+            stale += cached.get(key) != value.encode()  # fetched again, then cached
+            hits += cached.get(key) == value.encode() and key in cached_keys(cached)
+    finally:
+        noise.stop()
+        for client in (cached, via_proxy, *direct.values()):
+            client.close()
+    assert noise.writes > 0
+    assert stale == 0
+    assert hits == rounds
+
+
+class Noise:
+    """Writes from other clients on every primary, all the while (keys nobody caches)."""
+
+    def __init__(self, port: int, keys: list[str]) -> None:
+        self.client = redis.Redis(port=port, retry=Retry(NoBackoff(), 0))
+        self.keys = keys
+        self.writes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pipe = self.client.pipeline(transaction=False)
+            for key in self.keys:
+                pipe.incr(key)
+            pipe.execute()
+            self.writes += len(self.keys)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.client.close()
