@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 import redis
@@ -20,7 +20,7 @@ from redis.cache import CacheConfig, TrackingMode
 from redis.connection import CacheProxyConnection
 from redis.retry import Retry
 
-from proxy.localcluster import Cluster, RedisProcess, start_standalone
+from proxy.localcluster import Cluster, RedisProcess, command, start_standalone
 from routing.slots import key_hash_slot
 from tests.integration.proxy_thread import ProxyThread, proxy_config
 from tests.integration.test_cluster_pubsub import Raw
@@ -106,8 +106,15 @@ def run_script(port: int, script: Sequence[Step], counts: list[int] | None) -> l
     return out
 
 
-def compare(proxy: ProxyThread, standalone: RedisProcess, script: Sequence[Step]) -> None:
+def compare(
+    proxy: ProxyThread,
+    standalone: RedisProcess,
+    script: Sequence[Step],
+    reset: Callable[[], object] = lambda: None,
+) -> None:
+    reset()
     expected = run_script(standalone.port, script, None)
+    reset()
     got = run_script(proxy.port, script, [len(frames) for frames in expected])
     for step, want, have in zip(script, expected, got, strict=True):
         # Through slotless a push may come after the PONG instead of before it.
@@ -423,3 +430,13 @@ class Noise:
         self._stop.set()
         self._thread.join(10)
         self.client.close()
+
+
+def test_standalone_mode_passes_tracking_through(standalone: RedisProcess) -> None:
+    """In standalone mode each tracking client gets its own upstream connection (as for
+    every CLIENT subcommand that keeps state), so the server itself tracks and redirects."""
+    keys = [f"sm{i}" for i in range(6)]
+    with ProxyThread(proxy_config("standalone", [standalone.addr])) as proxy:
+        flush = lambda: command(standalone.addr, "FLUSHALL")  # noqa: E731 (both runs, one server)
+        compare(proxy, standalone, default_mode_script(keys, True), flush)
+        compare(proxy, standalone, default_mode_script(keys, False), flush)
