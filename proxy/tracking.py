@@ -271,6 +271,9 @@ class Tracker:
                 self.detach(client)
             session.reply(OK)
             return
+        if self.state.config.upstream.read_from != "primary":
+            session.reply(replies.TRACKING_REPLICA_READS.encode())
+            return
         state.enable(request)
         client = self.clients.get(session.id)
         if client is None:

@@ -79,6 +79,12 @@ CACHING_YES_NOT_OPTIN: Final = ErrorReply(
 CACHING_NO_NOT_OPTOUT: Final = ErrorReply(
     "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode."
 )
+# slotless: invalidations come from the primaries, and a replica that lags would let a
+# client cache a value older than the write it was told about.
+TRACKING_REPLICA_READS: Final = ErrorReply(
+    "ERR slotless: CLIENT TRACKING needs upstream.read_from: primary (a value read from a "
+    "replica that lags could stay cached after its invalidation)"
+)
 
 # multi.c / server.c (MULTI, EXEC, DISCARD, WATCH).
 NESTED_MULTI: Final = ErrorReply("ERR MULTI calls can not be nested")
@@ -200,11 +206,6 @@ def prefix_overlap(prefix: bytes, other: bytes, existing: bool) -> ErrorReply:
         f"ERR Prefix '{_text(prefix)}' overlaps with {which} '{_text(other)}'. "
         "Prefixes for a single client must not overlap."
     )
-
-
-def tracking_unavailable(node: str, why: str) -> ErrorReply:
-    """slotless could not enable tracking on a primary, so it cannot promise invalidations."""
-    return ErrorReply(f"ERR slotless could not enable tracking on {node} ({why})")
 
 
 def unknown_client_type(name: bytes) -> ErrorReply:

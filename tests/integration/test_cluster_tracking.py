@@ -9,6 +9,7 @@ so the same number of frames is awaited (under the socket timeout) before compar
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -20,8 +21,11 @@ from redis.cache import CacheConfig, TrackingMode
 from redis.connection import CacheProxyConnection
 from redis.retry import Retry
 
+from conf import LimitsConfig
 from proxy.localcluster import Cluster, RedisProcess, command, start_standalone
+from routing import replies
 from routing.slots import key_hash_slot
+from routing.tracking import encode_keys, invalidation
 from tests.integration.proxy_thread import ProxyThread, proxy_config
 from tests.integration.test_cluster_pubsub import Raw
 from tests.waiting import wait_until
@@ -440,3 +444,41 @@ def test_standalone_mode_passes_tracking_through(standalone: RedisProcess) -> No
         flush = lambda: command(standalone.addr, "FLUSHALL")  # noqa: E731 (both runs, one server)
         compare(proxy, standalone, default_mode_script(keys, True), flush)
         compare(proxy, standalone, default_mode_script(keys, False), flush)
+
+
+def test_table_bound_invalidates_the_oldest_keys(redis_cluster: Cluster) -> None:
+    """limits.tracking_table_max_keys: past it the oldest keys are invalidated (and no
+    longer tracked), as Redis does past tracking-table-max-keys."""
+    base = proxy_config("cluster", redis_cluster.seeds[:1])
+    config = dataclasses.replace(base, limits=LimitsConfig(tracking_table_max_keys=2))
+    keys = [k.encode() for k in keys_on_every_primary(redis_cluster, "bound", 3)]
+    with ProxyThread(config) as proxy:
+        a, w = Raw(proxy.port), Raw(proxy.port)
+        try:
+            a.call(b"HELLO", b"3")
+            assert a.call(b"CLIENT", b"TRACKING", b"on") == b"+OK\r\n"
+            assert a.call(b"GET", keys[0]) == b"_\r\n"
+            assert a.call(b"GET", keys[1]) == b"_\r\n"
+            a.send(b"GET", keys[2])
+            assert a.frames(2) == [invalidation(encode_keys([keys[0]], True), True), b"_\r\n"]
+            assert w.call(b"SET", keys[0], b"x") == b"+OK\r\n"  # forgotten: no message
+            assert w.call(b"SET", keys[1], b"x") == b"+OK\r\n"
+            assert a.frame() == invalidation(encode_keys([keys[1]], True), True)
+            assert a.call(b"PING") == b"+PONG\r\n"
+        finally:
+            a.close()
+            w.close()
+
+
+def test_replica_reads_refuse_tracking(redis_cluster: Cluster) -> None:
+    config = proxy_config("cluster", redis_cluster.seeds[:1], read_from="prefer-replica")
+    with ProxyThread(config) as proxy:
+        a = Raw(proxy.port)
+        try:
+            reply = a.call(b"CLIENT", b"TRACKING", b"on")
+            assert reply == replies.TRACKING_REPLICA_READS.encode()
+            assert a.call(b"CLIENT", b"TRACKINGINFO").startswith(
+                b"*6\r\n$5\r\nflags\r\n*1\r\n$3\r\noff"
+            )
+        finally:
+            a.close()
