@@ -482,3 +482,21 @@ def test_replica_reads_refuse_tracking(redis_cluster: Cluster) -> None:
             )
         finally:
             a.close()
+
+
+def test_info_counts_tracking_clients(proxy: ProxyThread, standalone: RedisProcess) -> None:
+    def count(port: int) -> list[bytes]:
+        a, b = Raw(port), Raw(port)
+        try:
+            seen = [a.call(b"CLIENT", b"TRACKING", b"on")]
+            for client in (a, b):
+                info = client.call(b"INFO", b"clients")
+                found = re.search(rb"tracking_clients:(\d+)", info)
+                assert found is not None
+                seen.append(found.group(1))
+            return seen
+        finally:
+            a.close()
+            b.close()
+
+    assert count(proxy.port) == count(standalone.port) == [b"+OK\r\n", b"1", b"1"]
