@@ -19,6 +19,7 @@ import hiredis
 import structlog
 
 from proxy.contracts import ServerContext, SessionLike
+from proxy.upstream import tune_socket
 from routing import replies
 from routing.resp import OK, Args, ErrorReply, encode_int, pack_command
 from routing.tracking import (
@@ -184,6 +185,9 @@ class Link(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # a node that vanished silently must fail this feed in seconds
+            tune_socket(sock, *self.tracker.state.pool.tcp)
         if self.closed:
             transport.close()
             return
@@ -416,9 +420,9 @@ class Tracker:
             del self.links[link.addr]
         if link.intentional:
             return
-        if link.ready:
+        if link.ready:  # from now on this node's writes go unreported: what was read goes
             log.warning("tracking_upstream_lost", node=link.addr)
-        self.flush_dirty()
+            self.flush_dirty()
         self.state.topology.request_refresh()
         self._schedule_retry()
 
