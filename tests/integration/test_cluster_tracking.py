@@ -70,7 +70,11 @@ class Transcript:
         self.clients = {name: Raw(port, timeout=5.0) for name in names}
         self.ids = {name: c.call(b"CLIENT", b"ID")[1:-2] for name, c in self.clients.items()}
 
-    def normalise(self, frame: bytes) -> bytes:
+    def normalise(self, frame: bytes, about_clients: bool) -> bytes:
+        """Client ids as names, in the replies that carry them (CLIENT ..., the broken
+        redirect push); small numbers elsewhere are not ids."""
+        if not about_clients and not frame.startswith(b">2\r\n$21\r\ntracking-redir-broken"):
+            return frame
         for name, cid in self.ids.items():
             frame = re.sub(rb":%s\r\n" % cid, b":<%s>\r\n" % name.encode(), frame)
         return frame
@@ -102,9 +106,10 @@ def run_script(port: int, script: Sequence[Step], counts: list[int] | None) -> l
                 client = transcript.clients[name]
                 raw = [transcript.ids[a[1:]] if a.startswith("$") else a.encode() for a in args]
                 frames = [client.call(*raw)]
-                if args[0] == "HELLO":  # tested elsewhere; its small numbers look like ids
+                if args[0] == "HELLO":  # tested elsewhere
                     frames = [b"<hello>"]
-            out.append([transcript.normalise(f) for f in frames])
+            about_clients = not name.startswith("sync:") and args[0] == "CLIENT"
+            out.append([transcript.normalise(f, about_clients) for f in frames])
     finally:
         transcript.close()
     return out
@@ -121,8 +126,11 @@ def compare(
     reset()
     got = run_script(proxy.port, script, [len(frames) for frames in expected])
     for step, want, have in zip(script, expected, got, strict=True):
-        # Through slotless a push may come after the PONG instead of before it.
-        assert [f for f in have if f not in PONGS] == [f for f in want if f not in PONGS], step
+        # Through slotless a push may come after the PONG instead of before it, and the
+        # invalidations of keys on different nodes in either order.
+        assert sorted(f for f in have if f not in PONGS) == sorted(
+            f for f in want if f not in PONGS
+        ), step
         assert len(have) == len(want), step
 
 
@@ -199,6 +207,14 @@ def default_mode_script(keys: list[str], resp3: bool) -> list[Step]:
         ("w", "FLUSHALL"),
         ("sync:a",),
         ("w", "SET", k[5], "x"),  # the flush forgot it
+        ("sync:a",),
+        ("a", "GET", k[1]),
+        ("a", "SET", k[1], "own"),  # its own write: reported after the reply
+        ("sync:a",),
+        ("a", "MULTI"),  # inside a transaction
+        ("a", "GET", k[2]),
+        ("a", "SET", k[2], "in-multi"),
+        ("a", "EXEC"),
         ("sync:a",),
         ("a", "CLIENT", "TRACKING", "off"),
         ("a", "GET", k[0]),
