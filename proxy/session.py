@@ -70,7 +70,7 @@ class ClientSession(asyncio.Protocol):
         self.acl: Interceptor | None = None  # proxy/auth.py
         self.txn: Interceptor | None = None  # proxy/txn.py
         self.pubsub: Interceptor | None = None  # proxy/pubsub.py
-        self.tracking: Interceptor | None = None  # proxy/tracking.py (sees, never answers)
+        self.tracking: Interceptor | None = None  # proxy/tracking.py
         self.detour = False  # True: skip the hot path, every request goes through handle()
         self._closers: list[Callable[[], None]] | None = None
         self._batched = 0  # replies owed beyond one per queue entry (Fragments.count - 1)
@@ -229,8 +229,8 @@ class ClientSession(asyncio.Protocol):
             if self.pipe is not None:
                 self.pipe.send_args(args)
                 return
-            if self.tracking is not None:
-                self.tracking.intercept(args)
+            if self.tracking is not None and self.tracking.intercept(args):
+                return
             if self.txn is not None and self.txn.intercept(args):
                 return
             if self.pubsub is not None and self.pubsub.intercept(args):

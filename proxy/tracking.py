@@ -12,7 +12,8 @@ flush, as Redis does on FLUSHALL. The rules and the wire shapes are in routing/t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Set
+from collections import deque
+from collections.abc import Callable, Set
 from typing import Protocol, cast
 
 import hiredis
@@ -22,6 +23,8 @@ from proxy.contracts import ServerContext, SessionLike
 from proxy.upstream import tune_socket
 from routing import replies
 from routing.resp import OK, Args, ErrorReply, encode_int, pack_command
+from routing.route import route_batch
+from routing.slots import key_hash_slot
 from routing.tracking import (
     TrackingState,
     TrackingTable,
@@ -40,6 +43,7 @@ from routing.tracking import (
 log = structlog.get_logger("slotless.tracking")
 
 _TRACKING_ON = pack_command([b"CLIENT", b"TRACKING", b"ON", b"BCAST"])
+_PING = pack_command([b"PING"])
 
 
 class TrackingContext(ServerContext, Protocol):
@@ -101,7 +105,7 @@ class TrackedClient:
         self.dirty = False  # read something since the last flush (or since ON)
         self.nulled = False  # flushed, and read nothing since
         self.target: SessionLike | None = None  # the REDIRECT client, found at ON
-        self.own: dict[bytes, int] = {}  # BCAST + NOLOOP: own writes not yet reported
+        self.own: dict[bytes, int] = {}  # NOLOOP: keys of own writes the feed has not passed
 
     @property
     def state(self) -> TrackingState:
@@ -120,12 +124,12 @@ class TrackedClient:
             self.nulled = False
             if not state.bcast:
                 self.tracker.remember(self, keys)
-        if state.noloop:
-            written = written_keys(table, args)
-            if written:
-                self.tracker.own_write(self, written)
         multi = self.session.client.multi
         state.after_command(name, multi is not None and multi.in_multi)
+        if state.noloop and self.session.txn is None:
+            written = written_keys(table, args)
+            if written:
+                return self.tracker.send_own_write(self, args, written)
         return False
 
     def send(self, keys: list[bytes] | None) -> None:
@@ -182,6 +186,7 @@ class Link(asyncio.Protocol):
         self.ready = False
         self.closed = False
         self.intentional = False
+        self._pings: deque[Callable[[], None]] = deque()  # barriers, answered in order
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -218,6 +223,17 @@ class Link(asyncio.Protocol):
             keys = parse_invalidation(value)
             if keys is not False:
                 self.tracker.on_invalidate(keys)  # type: ignore[arg-type]
+            elif not isinstance(value, list) and self._pings:  # PONG
+                self._pings.popleft()()
+
+    def ping(self, done: Callable[[], None]) -> None:
+        """`done` runs once the node has answered a PING sent now (or the feed is gone):
+        every invalidation of what the node did before is in by then."""
+        if self.closed or self._transport is None:
+            done()
+            return
+        self._pings.append(done)
+        self._transport.write(_PING)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -231,6 +247,9 @@ class Link(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.tracker.on_link_lost(self)
+        pings, self._pings = self._pings, deque()
+        for done in pings:
+            done()
 
     def abort(self) -> None:
         transport = self._transport
@@ -321,13 +340,45 @@ class Tracker:
         for key, readers in evicted:  # past tracking_table_max_keys: as if modified
             self._notify(key, readers)
 
-    def own_write(self, client: TrackedClient, keys: tuple[bytes, ...]) -> None:
-        """NOLOOP: the client's own write must not invalidate it."""
-        if client.state.bcast:
-            for key in keys:
-                client.own[key] = client.own.get(key, 0) + 1
-        else:
-            self.table.forget(client.session.id, keys)
+    def send_own_write(self, client: TrackedClient, args: Args, keys: tuple[bytes, ...]) -> bool:
+        """NOLOOP: route the client's write here, and hold its keys as the client's own
+        until every feed has passed it (a PING after the reply): the invalidations that
+        arrive meanwhile are this write's, and do not go to the client. False: a request
+        the session must serve itself (left to it; the client then hears of its write)."""
+        topology = self.state.topology
+        slotmap = topology.slotmap
+        routed = route_batch(
+            [args],
+            0,
+            topology.router,
+            slotmap.owners if slotmap is not None else None,
+            topology.any_primary,
+            topology.read_node,
+        )
+        if routed.stop != 1:
+            return False
+        own = client.own
+        for key in keys:
+            own[key] = own.get(key, 0) + 1
+        sink = OwnWrite(self, client, keys)
+        self.state.dispatcher.execute(sink, routed, client.session.queue_reply_entry)
+        return True
+
+    def after_own_write(self, client: TrackedClient, keys: tuple[bytes, ...]) -> None:
+        """The write was answered: once the feed of a key's node answers a PING sent now,
+        whatever invalidation the write caused there has arrived (a node answers in order),
+        and the key is the client's own no more."""
+        slotmap = self.state.topology.slotmap
+        by_node: dict[str | None, list[bytes]] = {}
+        for key in keys:
+            node = slotmap.node_for_slot(key_hash_slot(key)) if slotmap is not None else None
+            by_node.setdefault(node, []).append(key)
+        for node, group in by_node.items():
+            link = self.links.get(node) if node is not None else None
+            if link is None or not link.ready:
+                _release(client.own, group)  # no feed there: nothing from it to tell apart
+            else:
+                link.ping(lambda group=group: _release(client.own, group))  # type: ignore[misc]
 
     # --- invalidations -------------------------------------------------------------------
 
@@ -346,17 +397,20 @@ class Tracker:
             state = client.state
             if not state.bcast:
                 continue
-            mine = keys
-            if client.own:
-                mine = [key for key in keys if not _consume(client.own, key)]
+            own = client.own
+            mine = [key for key in keys if key not in own] if own else keys
             for group in group_by_prefix(state, mine):
                 client.send(group)
 
     def _notify(self, key: bytes, readers: dict[int, int]) -> None:
+        """Tell the readers of `key` (the key is already out of the table, as in Redis,
+        where a NOLOOP writer does not hear of its own write but stops tracking the key)."""
         clients = self.clients
         for cid, generation in readers.items():
             client = clients.get(cid)
-            if client is not None and client.generation == generation and not client.state.bcast:
+            if client is None or client.generation != generation or client.state.bcast:
+                continue
+            if key not in client.own:
                 client.send([key])
 
     def flush_dirty(self) -> None:
@@ -460,13 +514,33 @@ class Tracker:
             self._retry = None
 
 
-def _consume(own: dict[bytes, int], key: bytes) -> bool:
-    """A report of `key` that the client's own NOLOOP write caused (BCAST): skip it once."""
-    count = own.get(key)
-    if not count:
-        return False
-    if count == 1:
-        del own[key]
-    else:
-        own[key] = count - 1
-    return True
+def _release(own: dict[bytes, int], keys: list[bytes]) -> None:
+    for key in keys:
+        count = own.get(key, 0)
+        if count <= 1:
+            own.pop(key, None)
+        else:
+            own[key] = count - 1
+
+
+class OwnWrite:
+    """The reply sink of a NOLOOP client's own write: passes the reply on to the session,
+    and tells the tracker when it came (proxy/dispatch.py ReplySink)."""
+
+    __slots__ = ("_client", "_done", "_keys", "_tracker", "resp3")
+
+    # Always False: the session's own flag must not keep on_ready from telling us.
+    flush_scheduled = False
+
+    def __init__(self, tracker: Tracker, client: TrackedClient, keys: tuple[bytes, ...]) -> None:
+        self._tracker = tracker
+        self._client = client
+        self._keys = keys
+        self._done = False
+        self.resp3 = client.session.resp3  # the protocol of the upstream connection to use
+
+    def on_ready(self) -> None:
+        if not self._done:
+            self._done = True
+            self._tracker.after_own_write(self._client, self._keys)
+        self._client.session.on_ready()

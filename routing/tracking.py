@@ -336,16 +336,6 @@ class TrackingTable:
         """The readers of `key`, which stops being tracked (until read again)."""
         return self._keys.pop(key, None)
 
-    def forget(self, client: int, keys: Iterable[bytes]) -> None:
-        """`client` wrote `keys` with NOLOOP: its own write does not invalidate it, and
-        Redis drops the key from the table, so it tracks the key again only on a read."""
-        for key in keys:
-            readers = self._keys.get(key)
-            if readers is not None:
-                readers.pop(client, None)
-                if not readers:
-                    del self._keys[key]
-
     def clear(self) -> None:
         self._keys.clear()
 

@@ -101,7 +101,10 @@ def run_script(port: int, script: Sequence[Step], counts: list[int] | None) -> l
                     while frames[-1] not in PONGS:
                         frames.append(client.frame())
                 else:
-                    frames = client.frames(counts[len(out)])
+                    try:
+                        frames = client.frames(counts[len(out)])
+                    except TimeoutError:
+                        pytest.fail(f"step {len(out)} {step}: fewer frames than {counts}")
             else:
                 client = transcript.clients[name]
                 raw = [transcript.ids[a[1:]] if a.startswith("$") else a.encode() for a in args]
@@ -277,6 +280,11 @@ def test_bcast_prefixes_and_noloop_match_standalone(
         ("sync:a",),
         ("w", "SET", a[0], "other"),
         ("sync:a",),
+        ("a", "SET", a[1], "own", "NX"),  # changes nothing
+        ("w", "SET", a[1], "other"),  # reported
+        ("sync:a",),
+        ("a", "DEL", b[0], b[1]),  # own, on two nodes
+        ("sync:a",),
         ("a", "CLIENT", "TRACKINGINFO"),
         ("w", "FLUSHALL"),
         ("sync:a",),
@@ -312,6 +320,18 @@ def test_optin_optout_and_noloop_match_standalone(
         ("sync:a",),
         ("a", "GET", k[5]),
         ("w", "SET", k[5], "again"),
+        ("sync:a",),
+        ("a", "GET", k[0]),
+        ("a", "SET", k[0], "nx", "NX"),  # changes nothing: the key stays tracked
+        ("sync:a",),
+        ("w", "SET", k[0], "theirs"),
+        ("sync:a",),
+        ("a", "GET", k[1]),
+        ("a", "MSET", k[1], "1", k[2], "2"),  # own, and over several nodes
+        ("a", "GET", k[1]),
+        ("a", "INCR", k[1]),
+        ("sync:a",),
+        ("w", "SET", k[1], "theirs"),
         ("sync:a",),
     ]
     compare(proxy, standalone, script)
