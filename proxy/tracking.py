@@ -126,7 +126,9 @@ class TrackedClient:
                 self.tracker.remember(self, keys)
         multi = self.session.client.multi
         state.after_command(name, multi is not None and multi.in_multi)
-        if state.noloop and self.session.txn is None:
+        session = self.session
+        # Not inside MULTI, nor subscribed (RESP2 refuses writes there): the router's turn.
+        if state.noloop and session.txn is None and session.pubsub is None:
             written = written_keys(table, args)
             if written:
                 return self.tracker.send_own_write(self, args, written)

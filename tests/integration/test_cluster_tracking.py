@@ -181,6 +181,9 @@ def test_errors_match_standalone(proxy: ProxyThread, standalone: RedisProcess) -
         ("b", "CLIENT", "TRACKINGINFO"),
         ("b", "CLIENT", "TRACKING", "on", "optout", "noloop"),
         ("b", "CLIENT", "TRACKINGINFO"),
+        ("b", "SUBSCRIBE", "tracking-errors"),
+        ("b", "SET", "k", "v"),  # RESP2 subscribed: refused, NOLOOP or not
+        ("b", "RESET"),
     ]
     compare(proxy, standalone, script)
 
