@@ -82,8 +82,14 @@ ensure_venv() {
     want=$(install_inputs | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
         say "installing slotless into $VENV (pip install -e '.[test,dev]')"
+        # A build that fails leaves the old extensions in place, built from older sources:
+        # remove them first, so that a failed build runs the pure modules, and says so.
+        rm -f routing/*.so
         PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
             "$VENV/bin/python" -m pip install -q -e '.[test,dev]'
+        if ! "$VENV/bin/python" -c 'import routing.accel as a; raise SystemExit(a.HOT_PATH != "compiled")'; then
+            say "the compiled hot path was not built (see the warning above): running the pure-Python modules"
+        fi
         echo "$want" >"$STAMP"
     fi
 }

@@ -278,9 +278,27 @@ def _raw(value: object, key: str) -> object:
     return value
 
 
+def auto_workers(cpus: int) -> int:
+    """What `workers: auto` means on `cpus` usable CPUs: one worker per two CPUs.
+
+    The proxy shares its CPUs with the application beside it (a sidecar) or with Redis and
+    the load generator (the benchmark): on the 2-CPU machine that ./dev.sh bench measures,
+    `workers: 2` is slower than `workers: 1` on every workload (README, Performance).
+    Past two CPUs the rule is not measured here; set a number to choose otherwise.
+    """
+    return max(1, cpus // 2)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the CPUs this process may run on (cgroups, taskset)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _workers(value: object, key: str) -> int:
     if isinstance(value, str) and value.strip().lower() == "auto":
-        return os.cpu_count() or 1
+        return auto_workers(_usable_cpus())
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
     raise _KeyPathError(key, f'expected "auto" or an integer of at least 1, got {_describe(value)}')

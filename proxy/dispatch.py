@@ -232,12 +232,17 @@ class Dispatcher:
         return request
 
     def execute(
-        self, session: ReplySink, routed: Routed, enqueue: Callable[[Request | Fragments], None]
+        self,
+        session: ReplySink,
+        routed: Routed,
+        enqueue: Callable[[Request | Fragments], None],
+        resp3: bool,
     ) -> None:
         """Send what route_batch decided. The entry that collects the replies is queued
         (`enqueue`) before anything is sent: a reply may come back at once (a closed
-        connection, no slot map)."""
-        first = self.pool.first[session.resp3]
+        connection, no slot map). `resp3`: the session's protocol (passed, not read
+        through its property: this runs once per request)."""
+        first = self.pool.first[resp3]
         countdown = self._countdown - 1  # the latency sample: one batch in sample_every
         self._countdown = countdown or self.stats.sample_every
         raw = routed.raw

@@ -204,7 +204,9 @@ class ClientSession(asyncio.Protocol):
                 stop = routed.stop
                 if stop > start:
                     self._batched += stop - start - 1
-                    self._state.dispatcher.execute(self, routed, self._queue.append)
+                    self._state.dispatcher.execute(
+                        self, routed, self._queue.append, self.client.resp3
+                    )
                 start = stop
                 if routed.plan is not None:
                     self._serve_plan(routed.plan, requests[stop])

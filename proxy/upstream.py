@@ -18,7 +18,7 @@ from typing import Protocol, cast
 from proxy.tls import failure_reason
 from routing import replies
 from routing.resp import pack_command
-from routing.route import frame_replies
+from routing.route import fill_parts, frame_replies
 from routing.slotmap import parse_addr
 
 
@@ -245,32 +245,39 @@ class UpstreamConnection(asyncio.Protocol):
         need, error = frame_replies(buf, ends)
         pending = self.pending
         pos = 0
-        for end in ends:
+        first = 0
+        count = len(ends)
+        while first < count:
             if not pending:
                 self.abort("sent a reply nobody asked for")
                 return
             waiter = pending[0]
-            if type(waiter) is Batch and buf[pos] != 45:  # not an error ('-')
-                # Batch.on_reply, inlined: this runs once per reply of every pipelined or
-                # split request.
-                index = waiter.next
-                indices = waiter.indices
-                waiter.next = index + 1
-                if index + 1 == len(indices):
-                    pending.popleft()
+            if type(waiter) is Batch:
+                # Batch.on_reply for a run of replies at once (compiled): the parts of
+                # pipelined and split requests. An error reply stops the run.
+                done = waiter.next
                 parent = waiter.parent
-                parent.raws[indices[index]] = buf[pos:end]
-                pos = end
-                parent.remaining -= 1
-                if not parent.remaining:
-                    parent.finish()
-            else:
-                if type(waiter) is not Batch or waiter.next + 1 == len(waiter.indices):
+                taken = fill_parts(buf, ends, first, pos, parent.raws, waiter.indices, done)
+                if taken:
+                    first += taken
+                    pos = ends[first - 1]
+                    waiter.next = done + taken
+                    if done + taken == len(waiter.indices):
+                        pending.popleft()
+                    parent.remaining -= taken
+                    if not parent.remaining:
+                        parent.finish()
+                    continue
+                if done + 1 == len(waiter.indices):
                     pending.popleft()
-                waiter.on_reply(buf[pos:end], self)
-                pos = end
-                if self.closed:  # a waiter gave up on this connection (failed handshake)
-                    return
+            else:
+                pending.popleft()
+            end = ends[first]
+            first += 1
+            waiter.on_reply(buf[pos:end], self)
+            pos = end
+            if self.closed:  # a waiter gave up on this connection (failed handshake)
+                return
         if error is not None:
             self.abort(f"sent an invalid reply ({error})", Failure.INVALID_REPLY)
             return

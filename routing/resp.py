@@ -172,6 +172,59 @@ def _parse_bulk(
     return bytes(buf[start : start + size]), after
 
 
+def scan_requests(buf: bytes, out: list[Args], max_bulk: int, max_count: int) -> int:
+    """The complete, plainly framed requests at the start of `buf`, appended to `out`.
+
+    Plainly framed: `*<count>` with 0 < count < 100000, then `count` arguments
+    `$<length>\\r\\n<bytes>\\r\\n`, every number in canonical digits (no sign, no leading 0)
+    and within the limits. That is all a client library sends, and on it Redis's parser
+    and this scan agree by construction. Returns where the scan stopped: len(buf) when
+    every byte was taken, else the start of the first request it did not take (one that
+    is incomplete, or framed any other way), which RequestReader's exact path reads.
+    """
+    end = len(buf)
+    pos = 0
+    while pos < end:
+        start = pos
+        if buf[pos] != 42:  # '*'
+            return start
+        count, pos = _plain_number(buf, pos + 1, end, 5)
+        if count <= 0 or count > max_count:
+            return start
+        args: Args = []
+        for _ in range(count):
+            if pos >= end or buf[pos] != 36:  # '$'
+                return start
+            size, pos = _plain_number(buf, pos + 1, end, 10)
+            if size < 0 or size > max_bulk:
+                return start
+            after = pos + size
+            if after + 1 >= end or buf[after] != 13 or buf[after + 1] != 10:
+                return start
+            args.append(buf[pos:after])
+            pos = after + 2
+        out.append(args)
+    return pos
+
+
+def _plain_number(buf: bytes, pos: int, end: int, most: int) -> tuple[int, int]:
+    """The number at buf[pos:] up to CRLF, in at most `most` digits and no leading 0 but
+    for 0 itself: (value, position after the CRLF); (-1, pos) for anything else, an
+    incomplete line included."""
+    value = 0
+    first = pos
+    while pos < end and buf[pos] != 13:
+        c = buf[pos]
+        if c < 48 or c > 57 or pos - first == most:
+            return -1, pos
+        value = value * 10 + c - 48
+        pos += 1
+    digits = pos - first
+    if digits == 0 or pos + 1 >= end or buf[pos + 1] != 10 or (buf[first] == 48 and digits > 1):
+        return -1, pos
+    return value, pos + 2
+
+
 class RequestParser:
     """Redis's request parser, resumable across reads, in time linear in the bytes read.
 

@@ -28,6 +28,10 @@ cpdef assemble(routed, list raws, resp3)
                newline=cython.Py_ssize_t, kind=cython.int)
 cpdef tuple frame_replies(bytes buf, list ends)
 
+# At most 18 digits: the value fits a long long.
+@cython.locals(end=cython.Py_ssize_t, value=cython.longlong)
+cdef (long long, Py_ssize_t) _digits_line(bytes buf, Py_ssize_t pos, Py_ssize_t size)
+
 @cython.locals(newline=cython.Py_ssize_t)
 cpdef _reply_end(bytes buf, Py_ssize_t pos, Py_ssize_t size)
 
@@ -35,3 +39,8 @@ cpdef _reply_end(bytes buf, Py_ssize_t pos, Py_ssize_t size)
 cdef Py_ssize_t _direct_slot(args, dict direct) except? -3
 
 cdef _direct_node(Py_ssize_t slot, args, reads, owners, any_node, read_node)
+
+@cython.locals(count=cython.Py_ssize_t, wanted=cython.Py_ssize_t, available=cython.Py_ssize_t,
+               end=cython.Py_ssize_t)
+cpdef Py_ssize_t fill_parts(bytes buf, list ends, Py_ssize_t first, Py_ssize_t pos, list raws,
+                            list indices, Py_ssize_t done) except -1

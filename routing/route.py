@@ -312,22 +312,26 @@ def frame_replies(buf: bytes, ends: list[int]) -> tuple[int, str | None]:
         # Bulk, status and integer replies framed inline: this runs once per reply.
         kind = buf[pos]
         if kind == 36:  # '$'
-            newline = find(b"\r\n", pos)
-            if newline < 0:
-                return 0, None
-            length = lengths.get(buf[pos:newline])
-            if length is None:
+            length, newline = _digits_line(buf, pos + 1, size)
+            if length < 0:  # "-1", or digits that _digits_line leaves to int()
+                newline = find(b"\r\n", pos)
+                if newline < 0:
+                    return 0, None
+                known = lengths.get(buf[pos:newline])
                 try:
-                    length = int(buf[pos + 1 : newline])
+                    length = known if known is not None else int(buf[pos + 1 : newline])
                 except ValueError as exc:
                     return 0, str(exc)
             end = newline + 4 + length if length >= 0 else newline + 2
             if end > size:
                 return end - pos, None
         elif kind == 43 or kind == 58:  # '+' ':'
-            end = find(b"\r\n", pos) + 2
-            if end < 2:
+            newline = pos + 1
+            while newline + 1 < size and (buf[newline] != 13 or buf[newline + 1] != 10):
+                newline += 1
+            if newline + 1 >= size:
                 return 0, None
+            end = newline + 2
         else:
             try:
                 end = _reply_end(buf, pos, size)
@@ -340,23 +344,72 @@ def frame_replies(buf: bytes, ends: list[int]) -> tuple[int, str | None]:
     return 0, None
 
 
+def fill_parts(
+    buf: bytes,
+    ends: list[int],
+    first: int,
+    pos: int,
+    raws: list[bytes],
+    indices: list[int],
+    done: int,
+) -> int:
+    """Hand replies to one batch of parts: the reply ending at ends[first] (it begins at
+    `pos`), and those after it, go to raws[indices[done]], raws[indices[done + 1]] ...,
+    until the batch has all of its replies or the next reply is an error (its redirect or
+    retry is the caller's). Returns how many replies it took. With frame_replies, this is
+    the whole per-reply work of a pipelined or split request.
+    """
+    count = 0
+    wanted = len(indices) - done
+    available = len(ends) - first
+    if available < wanted:
+        wanted = available
+    while count < wanted:
+        if buf[pos] == 45:  # '-'
+            break
+        end = ends[first + count]
+        raws[indices[done + count]] = buf[pos:end]
+        pos = end
+        count += 1
+    return count
+
+
+def _digits_line(buf: bytes, pos: int, size: int) -> tuple[int, int]:
+    """The number in buf[pos:] when it is 1 to 18 ASCII digits and then CRLF: (value,
+    position of the CR). (-1, pos) for anything else: a sign, another byte, more digits,
+    or a line not complete yet, which the caller reads with int() as before."""
+    end = pos
+    value = 0
+    while end < size and 48 <= buf[end] <= 57 and end - pos < 18:
+        value = value * 10 + buf[end] - 48
+        end += 1
+    if end > pos and end + 1 < size and buf[end] == 13 and buf[end + 1] == 10:
+        return value, end
+    return -1, pos
+
+
 def _reply_end(buf: bytes, pos: int, size: int) -> int:
     """reply_end for what frame_replies does not frame inline: arrays of bulk strings (MGET,
     LRANGE ...) without the general loop, anything else through it."""
     if buf[pos] == 42:  # '*'
-        newline = buf.find(b"\r\n", pos)
-        if newline < 0:
-            return -1
+        count, newline = _digits_line(buf, pos + 1, size)
+        if count < 0:
+            newline = buf.find(b"\r\n", pos)
+            if newline < 0:
+                return -1
+            count = int(buf[pos + 1 : newline])
         end = newline + 2
-        for _ in range(int(buf[pos + 1 : newline])):
+        for _ in range(count):
             if end >= size:
                 return -1
             if buf[end] != 36:
                 return reply_end(buf, pos)
-            newline = buf.find(b"\r\n", end)
-            if newline < 0:
-                return -1
-            length = int(buf[end + 1 : newline])
+            length, newline = _digits_line(buf, end + 1, size)
+            if length < 0:
+                newline = buf.find(b"\r\n", end)
+                if newline < 0:
+                    return -1
+                length = int(buf[end + 1 : newline])
             end = newline + 4 + length if length >= 0 else newline + 2
         return end if end <= size else -1
     return reply_end(buf, pos)

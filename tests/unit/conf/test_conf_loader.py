@@ -19,6 +19,7 @@ from conf import (
     load_config,
     parse_config,
 )
+from conf.loader import auto_workers
 
 SOURCE = "slotless.yaml"
 NODE = "upstream: {nodes: ['127.0.0.1:7000']}"
@@ -442,8 +443,13 @@ def test_inline_password_is_kept_out_of_repr() -> None:
 
 
 def test_workers_auto() -> None:
-    assert parse(f"{NODE}\nworkers: auto").workers == (os.cpu_count() or 1)
+    assert parse(f"{NODE}\nworkers: auto").workers == auto_workers(len(os.sched_getaffinity(0)))
     assert parse(f"{NODE}\nworkers: 4").workers == 4
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8)])
+def test_auto_is_one_worker_per_two_cpus(cpus: int, workers: int) -> None:
+    assert auto_workers(cpus) == workers
 
 
 def test_config_is_frozen() -> None:

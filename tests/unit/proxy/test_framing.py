@@ -1,16 +1,28 @@
-"""RequestReader: hiredis fast path + Redis's rules, whatever the chunking."""
+"""RequestReader: the scan and hiredis fast paths + Redis's rules, whatever the chunking."""
 
 import itertools
 import tracemalloc
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy import framing
 from proxy.framing import RequestReader
-from routing.resp import RequestLimits, pack_command, parse_requests
+from routing.resp import RequestLimits, pack_command, parse_requests, scan_requests
 
 LIMITS = RequestLimits(proto_max_bulk_len=10_000, max_inline_len=1000)
+
+
+@pytest.fixture(autouse=True, scope="module", params=[True, False], ids=["scan", "hiredis"])
+def read_path(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test runs with scan_requests first (the compiled build's way) and without it
+    (the pure build's): the outcome must not depend on which path reads."""
+    saved = framing._SCAN
+    framing._SCAN = request.param
+    yield
+    framing._SCAN = saved
 
 
 def feed_in_chunks(data: bytes, cuts: list[int]) -> tuple[list[list[bytes]], str | None]:
@@ -46,6 +58,57 @@ def test_any_bytes_give_what_redis_would(data: bytes, cuts: list[int]) -> None:
         assert got == whole.requests
     else:
         assert got == whole.requests
+
+
+plain_or_odd = st.lists(
+    st.one_of(
+        st.lists(st.binary(max_size=12), min_size=1, max_size=4).map(pack_command),
+        st.sampled_from(
+            [
+                b"*0\r\n",
+                b"*-1\r\n",
+                b"*01\r\n$1\r\na\r\n",
+                b"*1\r\n$01\r\na\r\n",
+                b"*1\r\n$+1\r\na\r\n",
+                b"*1\r\n$1\r\nab\r\n",
+                b"*1\r\n:1\r\n",
+                b"*2\r\n$1\r\na\r\n",  # a count that the elements do not fill
+                b"*1\r\n$20000\r\n",  # past LIMITS.proto_max_bulk_len
+                b"*1\r\n$3\r\nabc\r\n",
+                b"PING\r\n",
+                b"*123456\r\n",
+            ]
+        ),
+    ),
+    min_size=1,
+    max_size=8,
+).map(b"".join)
+
+
+@settings(max_examples=300)
+@given(plain_or_odd, st.lists(st.integers(min_value=0), max_size=6))
+def test_the_scan_and_the_exact_path_give_what_redis_would(data: bytes, cuts: list[int]) -> None:
+    """Plain requests (taken by scan_requests) mixed with odd framing (left to hiredis and
+    Redis's parser), in any chunks: the requests and the error of Redis's parser."""
+    got, error = feed_in_chunks(data, cuts)
+    whole = parse_requests(data, LIMITS)
+    assert error == whole.error
+    assert got == whole.requests
+
+
+def test_scan_requests_takes_whole_plain_requests_only() -> None:
+    plain = pack_command([b"SET", b"k", b"v" * 100]) + pack_command([b"GET", b"k"])
+    out: list[list[bytes]] = []
+    assert scan_requests(plain, out, 512, 10) == len(plain)
+    assert out == [[b"SET", b"k", b"v" * 100], [b"GET", b"k"]]
+    # It stops at the start of the first request it does not take, whatever the reason.
+    for rest in (b"*1\r\n$1\r\n", b"*01\r\n$1\r\na\r\n", b"PING\r\n", b"*11\r\n"):
+        out = []
+        assert scan_requests(plain + rest, out, 512, 10) == len(plain), rest
+        assert len(out) == 2
+    out = []
+    assert scan_requests(pack_command([b"SET", b"k", b"v" * 513]), out, 512, 10) == 0
+    assert out == []
 
 
 def test_inline_then_resp_then_inline() -> None:

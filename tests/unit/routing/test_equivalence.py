@@ -354,6 +354,54 @@ def test_the_batches_cover_every_outcome() -> None:
     assert seen & {"Fanout", "Scan", "Script"}, seen
 
 
+# --- scanning requests -------------------------------------------------------------------
+
+odd_requests = st.sampled_from(
+    [
+        b"*0\r\n",
+        b"*-1\r\n",
+        b"*01\r\n$1\r\na\r\n",
+        b"*1\r\n$01\r\na\r\n",
+        b"*1\r\n$+1\r\na\r\n",
+        b"*1\r\n$-1\r\n",
+        b"*1\r\n$1\r\nab\r\n",  # the body runs past its length
+        b"*1\r\n$1\r\na\n\r",
+        b"*1\r\r$1\r\na\r\n",
+        b"*1\r\n:1\r\n",
+        b"*123456\r\n",
+        b"*99999\r\n$1\r\na\r\n",
+        b"*1\r\n$99999999999\r\n",
+        b"*1\r\n$12345678901\r\n",
+        b"*1\r\n$\r\n",
+        b"*\r\n",
+        b"PING\r\n",
+        b"\x16\x03\x01",
+    ]
+)
+request_streams = st.lists(
+    st.one_of(requests().map(resp.pack_command), splits().map(resp.pack_command), odd_requests),
+    min_size=1,
+    max_size=6,
+).map(b"".join)
+
+
+def scanned(module: ModuleType, data: bytes, max_bulk: int, max_count: int) -> Any:
+    out: list[list[bytes]] = []
+    return outcome(module.scan_requests, data, out, max_bulk, max_count), out
+
+
+@needs_compiled
+@EQUIVALENCE
+@given(request_streams, st.sampled_from([(512 * 1024 * 1024, 2**31 - 1), (4096, 3), (0, 1)]))
+def test_scan_requests_agrees_at_every_byte_boundary(
+    stream: bytes, limits: tuple[int, int]
+) -> None:
+    py, c = both("routing.resp")
+    for cut in cut_points(stream):
+        assert scanned(py, stream[:cut], *limits) == scanned(c, stream[:cut], *limits)
+        assert scanned(py, stream[cut:], *limits) == scanned(c, stream[cut:], *limits)
+
+
 # --- framing replies ---------------------------------------------------------------------
 
 
@@ -556,3 +604,24 @@ def test_encoding_agrees(value: Any) -> None:
     assert py.encode_value(value) == c.encode_value(value)
     encoded = py.encode_value(value)
     assert outcome(py.parse_reply, encoded) == outcome(c.parse_reply, encoded)
+
+
+@needs_compiled
+@EQUIVALENCE
+@given(st.lists(replies | odd_replies, min_size=1, max_size=8), st.randoms(use_true_random=False))
+def test_fill_parts_agrees(chunks: list[bytes], rng: Any) -> None:
+    """The same replies go to the same parts, and the run stops at the same error reply."""
+    py, c = both("routing.route")
+    stream = b"".join(chunks)
+    ends: list[int] = []
+    py.frame_replies(stream, ends)
+    for first in range(len(ends)):
+        pos = ends[first - 1] if first else 0
+        size = rng.randint(0, len(ends) + 2)
+        indices = rng.sample(range(size + 3), size)
+        done = rng.randint(0, size)
+        py_raws, c_raws = [b""] * (size + 3), [b""] * (size + 3)
+        py_taken = outcome(py.fill_parts, stream, ends, first, pos, py_raws, indices, done)
+        c_taken = outcome(c.fill_parts, stream, ends, first, pos, c_raws, indices, done)
+        assert py_taken == c_taken
+        assert py_raws == c_raws

@@ -1,11 +1,12 @@
-"""frame_replies (the hot path's reply framer) agrees with routing.resp.reply_end everywhere."""
+"""frame_replies (the hot path's reply framer) agrees with routing.resp.reply_end everywhere;
+fill_parts hands the framed replies to a batch."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from routing.resp import ReplyProtocolError, encode_value, reply_end
-from routing.route import frame_replies
+from routing.route import fill_parts, frame_replies
 
 values = st.recursive(
     st.none() | st.binary(max_size=20) | st.integers(-(2**40), 2**40),
@@ -83,3 +84,19 @@ def test_garbage_is_reported_never_raised(data: bytes) -> None:
     expected, garbage = reference(data)
     assert ends == expected
     assert (error is not None) == garbage
+
+
+def test_fill_parts_fills_a_batch_in_its_order_and_stops_at_an_error() -> None:
+    stream = b"+a\r\n:1\r\n$1\r\nb\r\n-MOVED 1 h:1\r\n+c\r\n"
+    ends: list[int] = []
+    assert frame_replies(stream, ends) == (0, None)
+    raws = [b""] * 4
+    # Parts in reverse order, the first already answered: replies go to 2, 1, 0.
+    assert fill_parts(stream, ends, 0, 0, raws, [3, 2, 1, 0], 1) == 3
+    assert raws == [b"$1\r\nb\r\n", b":1\r\n", b"+a\r\n", b""]
+    # The next reply is an error: nothing taken, the caller redirects it.
+    assert fill_parts(stream, ends, 3, ends[2], raws, [3], 0) == 0
+    # A batch larger than what arrived takes what there is.
+    raws = [b""] * 3
+    assert fill_parts(stream, ends, 4, ends[3], raws, [0, 1, 2], 0) == 1
+    assert raws == [b"+c\r\n", b"", b""]
