@@ -363,7 +363,7 @@ class Tracker:
         for key in keys:
             own[key] = own.get(key, 0) + 1
         sink = OwnWrite(self, client, keys)
-        self.state.dispatcher.execute(sink, routed, client.session.queue_reply_entry)
+        self.state.dispatcher.execute(sink, routed, client.session.queue_reply_entry, sink.resp3)
         return True
 
     def after_own_write(self, client: TrackedClient, keys: tuple[bytes, ...]) -> None:
