@@ -406,6 +406,7 @@ _LIMITS: Final[Mapping[str, _Parser]] = {
     "max_blocked_clients": _count(1),
     "max_pending_replies": _count(2),
     "max_pubsub_backlog": _count(1),
+    "tracking_table_max_keys": _count(0),
     "script_cache_size": _size,
 }
 _LOG: Final[Mapping[str, _Parser]] = {

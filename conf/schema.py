@@ -126,6 +126,9 @@ class LimitsConfig:
     # Messages queued for one subscriber that does not read; past this it is disconnected,
     # as Redis does past client-output-buffer-limit pubsub.
     max_pubsub_backlog: int = 100_000
+    # CLIENT TRACKING: keys remembered for the clients that read them (Redis's
+    # tracking-table-max-keys); past this the oldest are invalidated and forgotten. 0: no bound.
+    tracking_table_max_keys: int = 1_000_000
     # Script bodies kept (least recently used dropped) so that EVALSHA never sees NOSCRIPT.
     script_cache_size: int = 32 * 1024 * 1024
 

@@ -66,6 +66,7 @@ class SessionLike(Protocol):
     acl: Interceptor | None
     txn: Interceptor | None
     pubsub: Interceptor | None
+    tracking: Interceptor | None
 
     @property
     def id(self) -> int: ...

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Set
 from importlib import metadata
 from typing import Protocol
 
 from proxy import pubsub
-from proxy.contracts import ServerContext
+from proxy.contracts import ServerContext, SessionLike
 from proxy.dispatch import ReplySink, Request
 from proxy.scripts import ScriptCache, ScriptLoaded, ScriptRequest, load_request
 from proxy.stats import Figures, proxy_figures
@@ -112,7 +112,7 @@ class FanoutContext(ServerContext, Protocol):
     def upstream_errors(self) -> int: ...
 
     @property
-    def sessions(self) -> Sized: ...
+    def sessions(self) -> Set[SessionLike]: ...
 
     @property
     def hub(self) -> pubsub.Hub | None: ...
@@ -280,6 +280,7 @@ class FanoutExecutor:
             process_id=os.getpid(),
             uptime_in_seconds=int(time.monotonic() - self._started),
             connected_clients=len(state.sessions),
+            tracking_clients=sum(1 for s in state.sessions if s.client.tracking.on),
             maxclients=state.config.limits.max_clients,
             nodes=nodes,
             primaries=primaries,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Set
 from typing import Final, Protocol, TypeVar
 
-from proxy import blocking, pubsub, txn
+from proxy import blocking, pubsub, tracking, txn
 from proxy.auth import ClientGate, authenticator
 from proxy.contracts import SessionLike
 from proxy.fanout import FanoutExecutor
@@ -29,11 +29,18 @@ from routing.resp import (
     encode_int,
     string2ll,
 )
+from routing.tracking import is_tracking_command
 
 _Session = TypeVar("_Session", contravariant=True)
 
 
-class LocalContext(blocking.BlockingContext, pubsub.PubSubContext, txn.TxnContext, Protocol):
+class LocalContext(
+    blocking.BlockingContext,
+    pubsub.PubSubContext,
+    tracking.TrackingContext,
+    txn.TxnContext,
+    Protocol,
+):
     """The server as local commands see it: every client (CLIENT LIST, CLIENT KILL)."""
 
     @property
@@ -97,6 +104,8 @@ class LocalCommands:
             txn.command(session, self._state, name, args)
         elif name in PUBSUB_COMMANDS:
             pubsub.command(session, self._state, name, args)
+        elif name == b"client" and is_tracking_command(args):
+            tracking.command(session, self._state, args)
         elif name in LOCAL_COMMANDS:
             session.reply(self._cluster(name, args))
         else:  # blocking commands, XREAD/XREADGROUP with BLOCK
@@ -318,7 +327,7 @@ class LocalCommands:
         return (
             b"id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=%d sub=%d psub=%d "
             b"ssub=%d multi=%d qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 "
-            b"oll=0 omem=0 tot-mem=0 events=r cmd=%s user=%s redir=-1 resp=%d "
+            b"oll=0 omem=0 tot-mem=0 events=r cmd=%s user=%s redir=%d resp=%d "
             b"lib-name=%s lib-ver=%s"
         ) % (
             client.id,
@@ -335,6 +344,7 @@ class LocalCommands:
             client.multi_count(),
             client.last_cmd,
             client.user,
+            client.tracking.redir(),
             3 if client.resp3 else 2,
             client.lib_name,
             client.lib_ver,

@@ -30,6 +30,7 @@ from proxy.session import ClientSession
 from proxy.stats import Figures, Stats, figures
 from proxy.tls import listener_tls_args
 from proxy.topology import Topology
+from proxy.tracking import Tracker
 from proxy.txn import HeldConnections
 from routing.resp import RequestLimits
 
@@ -62,6 +63,7 @@ class ServerState:
         self.blocked = BlockedClients(self)  # proxy/blocking.py
         self.held = HeldConnections()  # proxy/txn.py
         self.hub: Hub | None = None  # proxy/pubsub.py, made by pubsub_hub()
+        self._tracker: Tracker | None = None  # proxy/tracking.py, made by tracker()
         if config.upstream.mode == "sentinel":
             self.topology.on_map_changed(self._on_primary_changed)
 
@@ -77,6 +79,12 @@ class ServerState:
         if self.hub is None:
             self.hub = Hub(self)
         return self.hub
+
+    def tracker(self) -> Tracker:
+        """The CLIENT TRACKING registry, made at the first CLIENT TRACKING (cluster mode)."""
+        if self._tracker is None:
+            self._tracker = Tracker(self)
+        return self._tracker
 
     def track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)

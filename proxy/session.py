@@ -70,6 +70,7 @@ class ClientSession(asyncio.Protocol):
         self.acl: Interceptor | None = None  # proxy/auth.py
         self.txn: Interceptor | None = None  # proxy/txn.py
         self.pubsub: Interceptor | None = None  # proxy/pubsub.py
+        self.tracking: Interceptor | None = None  # proxy/tracking.py
         self.detour = False  # True: skip the hot path, every request goes through handle()
         self._closers: list[Callable[[], None]] | None = None
         self._batched = 0  # replies owed beyond one per queue entry (Fragments.count - 1)
@@ -230,6 +231,8 @@ class ClientSession(asyncio.Protocol):
             if self.pipe is not None:
                 self.pipe.send_args(args)
                 return
+            if self.tracking is not None and self.tracking.intercept(args):
+                return
             if self.txn is not None and self.txn.intercept(args):
                 return
             if self.pubsub is not None and self.pubsub.intercept(args):
@@ -248,6 +251,7 @@ class ClientSession(asyncio.Protocol):
             or self.acl is not None
             or self.txn is not None
             or self.pubsub is not None
+            or self.tracking is not None
         )
 
     def forward(self, args: Args, slot: int) -> None:

@@ -24,6 +24,7 @@ from routing.resp import (
     encode_status,
     string2ll,
 )
+from routing.tracking import TrackingState
 from routing.txn import MultiState
 
 DEFAULT_USER: Final = b"default"
@@ -136,13 +137,16 @@ class ClientState:
     # The blocking command (lowercase name) this client waits in, set and cleared by
     # proxy/blocking.py; None when it waits in none.
     blocked: bytes | None = None
+    # CLIENT TRACKING flags, redirect and prefixes (routing/tracking.py); proxy/tracking.py
+    # keeps the key table and delivers the invalidations.
+    tracking: TrackingState = field(default_factory=TrackingState)
 
     def __post_init__(self) -> None:
         self.authenticated = not self.requires_auth
 
     def flags(self) -> bytes:
         """CLIENT LIST/INFO flags= (networking.c catClientInfoString, in its order): P
-        subscribed, x inside MULTI, b blocked; N for none of them."""
+        subscribed, x inside MULTI, b blocked, t/R/B tracking; N for none of them."""
         flags = b""
         if self.subs.total():
             flags += b"P"
@@ -150,6 +154,7 @@ class ClientState:
             flags += b"x"
         if self.blocked is not None:
             flags += b"b"
+        flags += self.tracking.flags()
         return flags or b"N"
 
     def multi_count(self) -> int:
@@ -247,5 +252,6 @@ class ClientState:
         self.resp3 = False
         self.name = None
         self.db = 0
+        self.tracking.disable()
         self.logout()
         return RESET

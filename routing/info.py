@@ -53,6 +53,7 @@ class ProxyInfo:
     upstream_connections: int = 0
     upstream_requests: int = 0
     upstream_reconnects: int = 0
+    tracking_clients: int = 0  # clients with CLIENT TRACKING on (the nodes count slotless's feeds)
 
 
 _SUMMED: Final = frozenset(b"memory stats cpu commandstats errorstats keyspace clients".split())
@@ -148,6 +149,8 @@ def _clients(present: list[Fields], proxy: ProxyInfo) -> Fields:
     out[b"connected_clients"] = b"%d" % proxy.connected_clients
     out[b"cluster_connections"] = b"0"
     out[b"maxclients"] = b"%d" % proxy.maxclients
+    if b"tracking_clients" in out:
+        out[b"tracking_clients"] = b"%d" % proxy.tracking_clients
     return out
 
 

@@ -51,6 +51,40 @@ BAD_LIB_NAME: Final = ErrorReply(
 NO_SUCH_CLIENT: Final = ErrorReply("ERR No such client")
 INVALID_CLIENT_ID: Final = ErrorReply("ERR Invalid client ID")
 CLIENT_ID_RANGE: Final = ErrorReply("ERR client-id should be greater than 0")
+# networking.c clientCommand / tracking.c: CLIENT TRACKING and CLIENT CACHING.
+TRACKING_ONE_REDIRECT: Final = ErrorReply("ERR A client can only redirect to a single other client")
+TRACKING_NO_REDIRECT_CLIENT: Final = ErrorReply(
+    "ERR The client ID you want redirect to does not exist"
+)
+TRACKING_PREFIX_NEEDS_BCAST: Final = ErrorReply(
+    "ERR PREFIX option requires BCAST mode to be enabled"
+)
+TRACKING_SWITCH_BCAST: Final = ErrorReply(
+    "ERR You can't switch BCAST mode on/off before disabling tracking for this client, and "
+    "then re-enabling it with a different mode."
+)
+TRACKING_BCAST_OPTIN: Final = ErrorReply("ERR OPTIN and OPTOUT are not compatible with BCAST")
+TRACKING_OPTIN_OPTOUT: Final = ErrorReply("ERR You can't specify both OPTIN mode and OPTOUT mode")
+TRACKING_SWITCH_OPTIN: Final = ErrorReply(
+    "ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and "
+    "then re-enabling it with a different mode."
+)
+CACHING_NOT_TRACKING: Final = ErrorReply(
+    "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or "
+    "OPTOUT mode enabled"
+)
+CACHING_YES_NOT_OPTIN: Final = ErrorReply(
+    "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode."
+)
+CACHING_NO_NOT_OPTOUT: Final = ErrorReply(
+    "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode."
+)
+# slotless: invalidations come from the primaries, and a replica that lags would let a
+# client cache a value older than the write it was told about.
+TRACKING_REPLICA_READS: Final = ErrorReply(
+    "ERR slotless: CLIENT TRACKING needs upstream.read_from: primary (a value read from a "
+    "replica that lags could stay cached after its invalidation)"
+)
 
 # multi.c / server.c (MULTI, EXEC, DISCARD, WATCH).
 NESTED_MULTI: Final = ErrorReply("ERR MULTI calls can not be nested")
@@ -163,6 +197,15 @@ def noperm(fullname: bytes) -> ErrorReply:
 def no_such_user(name: bytes) -> ErrorReply:
     """networking.c clientCommand, CLIENT KILL USER."""
     return ErrorReply(f"ERR No such user '{_text(name)}'")
+
+
+def prefix_overlap(prefix: bytes, other: bytes, existing: bool) -> ErrorReply:
+    """tracking.c checkPrefixCollisionsOrReply: with an existing or another given prefix."""
+    which = "an existing prefix" if existing else "another provided prefix"
+    return ErrorReply(
+        f"ERR Prefix '{_text(prefix)}' overlaps with {which} '{_text(other)}'. "
+        "Prefixes for a single client must not overlap."
+    )
 
 
 def unknown_client_type(name: bytes) -> ErrorReply:

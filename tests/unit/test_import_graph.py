@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "proxy.pipe",
                 "proxy.pubsub",
                 "proxy.scripts",
+                "proxy.tracking",
                 "proxy.txn",
             }
         ),

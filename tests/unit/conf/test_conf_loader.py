@@ -555,6 +555,7 @@ def test_tuning_key_defaults() -> None:
     assert (limits.max_blocked_clients, limits.max_pubsub_backlog) == (1024, 100_000)
     assert limits.script_cache_size == 32 * 1024 * 1024
     assert limits.max_pending_replies == 1024
+    assert limits.tracking_table_max_keys == 1_000_000  # as Redis's tracking-table-max-keys
 
 
 def test_tuning_keys() -> None:
@@ -564,7 +565,7 @@ def test_tuning_keys() -> None:
             "reconnect_backoff_max: 10ms, resubscribe_backoff_max: 5s"
         )
         + "\nlimits: {max_blocked_clients: 8, max_pubsub_backlog: 500, script_cache_size: 1mb,"
-        " max_pending_replies: 64}"
+        " max_pending_replies: 64, tracking_table_max_keys: 0}"
     )
     up = config.upstream
     assert (up.max_idle_dedicated, up.min_refresh_gap) == (0, 0.0)
@@ -577,6 +578,7 @@ def test_tuning_keys() -> None:
     assert (limits.max_blocked_clients, limits.max_pubsub_backlog) == (8, 500)
     assert limits.script_cache_size == 1024 * 1024
     assert limits.max_pending_replies == 64
+    assert limits.tracking_table_max_keys == 0  # no bound
 
 
 @pytest.mark.parametrize(
@@ -598,6 +600,10 @@ def test_tuning_keys() -> None:
         (f"{NODE}\nlimits: {{max_blocked_clients: 0}}", "limits.max_blocked_clients: must be at"),
         (f"{NODE}\nlimits: {{max_pubsub_backlog: many}}", "limits.max_pubsub_backlog: expected an"),
         (f"{NODE}\nlimits: {{script_cache_size: 0}}", "limits.script_cache_size: must be at least"),
+        (
+            f"{NODE}\nlimits: {{tracking_table_max_keys: -1}}",
+            "limits.tracking_table_max_keys: must be at least 0",
+        ),
     ],
 )
 def test_tuning_key_errors(text: str, message: str) -> None:
